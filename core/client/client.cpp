@@ -1,0 +1,362 @@
+#include "labhost/client.h"
+
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pwd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <condition_variable>
+#include <cstring>
+#include <map>
+#include <mutex>
+
+#include "../protocol/frame.h"
+#include "../protocol/messages.h"
+
+namespace labhost {
+
+using protocol::message_type;
+
+namespace {
+
+[[noreturn]] void fail(errc code, std::string message) {
+  throw remote_error(error{code, std::move(message)});
+}
+
+std::string default_client_name() {
+  std::string user = "unknown";
+  if (const passwd* pw = ::getpwuid(::getuid())) user = pw->pw_name;
+  char host[256] = {};
+  ::gethostname(host, sizeof host - 1);
+  return user + "@" + host;
+}
+
+/// A reply waiting for its request id.
+struct pending_reply {
+  bool done = false;
+  message_type type = message_type::error;
+  std::vector<std::uint8_t> payload;
+  std::optional<error> failure;  // transport failure (connection_lost, timeout, bad_frame)
+};
+
+}  // namespace
+
+// Leader/follower on one blocking socket: a caller waiting for its reply either becomes the
+// reader (reads frames and hands each to its waiter) or sleeps until a reader hands it its
+// reply. A lone sequential caller thus reads its own reply: no thread hop, no extra wakeup.
+struct client::impl {
+  int fd = -1;
+  client_options options;
+  protocol::welcome_message welcome;
+
+  std::mutex write_mutex;  // serializes whole frames on the socket
+
+  std::mutex state_mutex;  // guards pending, reader_active, broken, next_id
+  std::condition_variable state_changed;
+  std::map<std::uint32_t, std::shared_ptr<pending_reply>> pending;
+  bool reader_active = false;
+  std::optional<error> broken;  // set once the connection is unusable
+  std::uint32_t next_id = 1;
+
+  ~impl() {
+    if (fd >= 0) ::close(fd);
+  }
+
+  void write_all(const std::vector<std::uint8_t>& frame) {
+    std::lock_guard lock(write_mutex);
+    std::size_t sent = 0;
+    while (sent < frame.size()) {
+      ssize_t n = ::send(fd, frame.data() + sent, frame.size() - sent, MSG_NOSIGNAL);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) fail(errc::connection_lost, std::string("send failed: ") + std::strerror(errno));
+      sent += static_cast<std::size_t>(n);
+    }
+  }
+
+  /// Reads exactly `size` bytes; waits at most until `deadline` when it is set.
+  std::optional<error> read_exact(std::uint8_t* data, std::size_t size,
+                                  std::optional<std::chrono::steady_clock::time_point> deadline) {
+    std::size_t got = 0;
+    while (got < size) {
+      if (deadline) {
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+            *deadline - std::chrono::steady_clock::now());
+        if (left.count() <= 0) return error{errc::timeout, "no reply in time"};
+        pollfd p{fd, POLLIN, 0};
+        int r = ::poll(&p, 1, static_cast<int>(left.count()));
+        if (r == 0) return error{errc::timeout, "no reply in time"};
+        if (r < 0 && errno != EINTR) return error{errc::connection_lost, std::strerror(errno)};
+        if (r < 0) continue;
+      }
+      ssize_t n = ::recv(fd, data + got, size - got, 0);
+      if (n < 0 && errno == EINTR) continue;
+      if (n == 0) return error{errc::connection_lost, "the daemon closed the connection"};
+      if (n < 0) return error{errc::connection_lost, std::string("recv failed: ") + std::strerror(errno)};
+      got += static_cast<std::size_t>(n);
+    }
+    return std::nullopt;
+  }
+
+  /// Reads one frame and hands it to its waiter. Called by the reader only, unlocked.
+  /// A failure here breaks the connection for everyone (the stream is out of step).
+  std::optional<error> read_one(std::optional<std::chrono::steady_clock::time_point> deadline,
+                                bool& timed_out) {
+    std::array<std::uint8_t, protocol::header_size> header_bytes;
+    timed_out = false;
+    if (auto e = read_exact(header_bytes.data(), header_bytes.size(), deadline)) {
+      // A timeout before any byte of a frame leaves the stream intact.
+      if (e->code == errc::timeout) timed_out = true;
+      return e;
+    }
+    auto header = protocol::parse_header(header_bytes, options.max_frame_bytes);
+    if (!header) return header.err();
+    std::vector<std::uint8_t> payload(header->payload_size);
+    if (auto e = read_exact(payload.data(), payload.size(), std::nullopt)) return e;
+    if (header->request_id == 0 && header->type == message_type::error) {
+      // Request id 0 is never used by requests: it carries a connection-level error (busy,
+      // bad_frame) that the daemon sends just before it closes the connection.
+      auto decoded = protocol::decode_payload(payload);
+      return decoded ? protocol::parse_error(*decoded) : decoded.err();
+    }
+    std::lock_guard lock(state_mutex);
+    auto it = pending.find(header->request_id);
+    if (it != pending.end()) {  // replies nobody waits for (abandoned on timeout) are dropped
+      it->second->done = true;
+      it->second->type = header->type;
+      it->second->payload = std::move(payload);
+      pending.erase(it);
+      state_changed.notify_all();
+    }
+    return std::nullopt;
+  }
+
+  void break_connection(const error& e) {  // REQUIRES: state_mutex held
+    if (!broken) broken = e;
+    for (auto& [id, reply] : pending) {
+      reply->done = true;
+      reply->failure = *broken;
+    }
+    pending.clear();
+    ::shutdown(fd, SHUT_RDWR);
+    state_changed.notify_all();
+  }
+
+  /// Sends one request and waits for its reply frame.
+  pending_reply request(message_type type, const value& payload) {
+    auto reply = std::make_shared<pending_reply>();
+    std::uint32_t id;
+    {
+      std::lock_guard lock(state_mutex);
+      if (broken) fail(broken->code, broken->message);
+      id = next_id++;
+      if (next_id == 0) next_id = 1;
+      pending[id] = reply;
+    }
+    try {
+      write_all(protocol::encode_frame(type, id, payload));
+    } catch (const remote_error& e) {
+      std::lock_guard lock(state_mutex);
+      break_connection(e.get());
+      throw;
+    }
+    std::optional<std::chrono::steady_clock::time_point> deadline;
+    if (options.timeout.count() > 0) deadline = std::chrono::steady_clock::now() + options.timeout;
+
+    std::unique_lock lock(state_mutex);
+    while (!reply->done) {
+      if (deadline && std::chrono::steady_clock::now() >= *deadline) {
+        pending.erase(id);
+        fail(errc::timeout, "no reply within " + std::to_string(options.timeout.count()) + " ms");
+      }
+      if (!reader_active) {
+        reader_active = true;
+        lock.unlock();
+        bool timed_out = false;
+        auto e = read_one(deadline, timed_out);
+        lock.lock();
+        reader_active = false;
+        state_changed.notify_all();  // let a follower take over reading
+        if (e && !timed_out) break_connection(*e);
+        continue;
+      }
+      if (deadline)
+        state_changed.wait_until(lock, *deadline);
+      else
+        state_changed.wait(lock);
+    }
+    if (reply->failure) fail(reply->failure->code, reply->failure->message);
+    return std::move(*reply);
+  }
+
+  /// The reply's payload as a value; error replies and unexpected types throw.
+  value expect(pending_reply reply, message_type expected) {
+    auto decoded = protocol::decode_payload(reply.payload);
+    if (!decoded) throw remote_error(decoded.err());
+    if (reply.type == message_type::error) throw remote_error(protocol::parse_error(*decoded));
+    if (reply.type != expected)
+      fail(errc::bad_message, "expected " + std::string(protocol::message_type_name(expected)) +
+                                  ", got " + std::string(protocol::message_type_name(reply.type)));
+    return std::move(*decoded);
+  }
+};
+
+namespace {
+
+int connect_socket(const std::string& host, std::uint16_t port, std::chrono::milliseconds timeout) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* found = nullptr;
+  int rc = ::getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &found);
+  if (rc != 0) fail(errc::connection_lost, "cannot resolve " + host + ": " + ::gai_strerror(rc));
+  std::unique_ptr<addrinfo, decltype(&::freeaddrinfo)> guard(found, &::freeaddrinfo);
+  std::string last_error = "no address";
+  for (addrinfo* a = found; a != nullptr; a = a->ai_next) {
+    int fd = ::socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
+    if (fd < 0) continue;
+    // Non-blocking connect so that an unreachable host fails after `timeout`, not minutes.
+    int flags = ::fcntl(fd, F_GETFL);
+    ::fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+    int r = ::connect(fd, a->ai_addr, a->ai_addrlen);
+    if (r < 0 && errno == EINPROGRESS) {
+      pollfd p{fd, POLLOUT, 0};
+      r = ::poll(&p, 1, static_cast<int>(timeout.count()));
+      if (r == 0) {
+        last_error = "timed out";
+        ::close(fd);
+        continue;
+      }
+      int so_error = 0;
+      socklen_t len = sizeof so_error;
+      ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &so_error, &len);
+      r = so_error == 0 ? 0 : -1;
+      errno = so_error;
+    }
+    if (r == 0) {
+      ::fcntl(fd, F_SETFL, flags);
+      int one = 1;
+      ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+      return fd;
+    }
+    last_error = std::strerror(errno);
+    ::close(fd);
+  }
+  fail(errc::connection_lost, "cannot connect to " + host + ":" + std::to_string(port) + ": " + last_error);
+}
+
+}  // namespace
+
+service_address service_address::parse(std::string_view text) {
+  std::string_view rest = text;
+  if (rest.starts_with("lab://")) rest.remove_prefix(6);
+  service_address a;
+  std::string_view hostport = rest;
+  if (auto slash = rest.find('/'); slash != std::string_view::npos) {
+    hostport = rest.substr(0, slash);
+    a.service = std::string(rest.substr(slash + 1));
+    if (a.service.empty() || a.service.find('/') != std::string::npos)
+      fail(errc::bad_address, "\"" + std::string(text) + "\": expected lab://HOST:PORT/SERVICE");
+  }
+  std::string_view port;
+  if (hostport.starts_with("[")) {
+    auto close = hostport.find(']');
+    if (close == std::string_view::npos || close + 1 >= hostport.size() || hostport[close + 1] != ':')
+      fail(errc::bad_address, "\"" + std::string(text) + "\": expected [IPV6]:PORT");
+    a.host = std::string(hostport.substr(1, close - 1));
+    port = hostport.substr(close + 2);
+  } else {
+    auto colon = hostport.rfind(':');
+    if (colon == std::string_view::npos || colon == 0)
+      fail(errc::bad_address, "\"" + std::string(text) + "\": expected lab://HOST:PORT/SERVICE");
+    a.host = std::string(hostport.substr(0, colon));
+    port = hostport.substr(colon + 1);
+  }
+  if (port.empty() || port.size() > 5 || port.find_first_not_of("0123456789") != std::string_view::npos ||
+      std::stoul(std::string(port)) > 65535 || std::stoul(std::string(port)) == 0)
+    fail(errc::bad_address, "\"" + std::string(text) + "\": port must be 1 to 65535");
+  a.port = static_cast<std::uint16_t>(std::stoul(std::string(port)));
+  return a;
+}
+
+std::string service_address::to_string() const {
+  bool v6 = host.find(':') != std::string::npos;
+  return "lab://" + (v6 ? "[" + host + "]" : host) + ":" + std::to_string(port) +
+         (service.empty() ? "" : "/" + service);
+}
+
+client::client(std::unique_ptr<impl> i) : impl_(std::move(i)) {}
+
+client::~client() { close(); }
+
+std::shared_ptr<client> client::connect(const std::string& host, std::uint16_t port,
+                                        client_options options) {
+  auto i = std::make_unique<impl>();
+  if (options.client_name.empty()) options.client_name = default_client_name();
+  i->options = options;
+  i->fd = connect_socket(host, port, options.connect_timeout);
+  protocol::hello_message hello;
+  hello.client_name = options.client_name;
+  hello.pid = ::getpid();
+  auto welcome = protocol::parse_welcome(
+      i->expect(i->request(message_type::hello, protocol::to_value(hello)), message_type::welcome));
+  if (!welcome) throw remote_error(welcome.err());
+  i->welcome = std::move(*welcome);
+  return std::make_shared<client>(std::move(i));
+}
+
+value client::call(std::string_view service, std::string_view method, list args, map kwargs) {
+  protocol::call_message m{std::string(service), std::string(method), std::move(args), std::move(kwargs)};
+  return impl_->expect(impl_->request(message_type::call, protocol::to_value(m)), message_type::result);
+}
+
+daemon_description client::describe() {
+  auto d = protocol::parse_daemon_description(impl_->expect(
+      impl_->request(message_type::describe, protocol::to_value(protocol::describe_message{})),
+      message_type::description));
+  if (!d) throw remote_error(d.err());
+  return std::move(*d);
+}
+
+service_description client::describe(std::string_view service) {
+  auto s = protocol::parse_service_description(
+      impl_->expect(impl_->request(message_type::describe,
+                                   protocol::to_value(protocol::describe_message{std::string(service)})),
+                    message_type::description));
+  if (!s) throw remote_error(s.err());
+  return std::move(*s);
+}
+
+std::chrono::microseconds client::ping() {
+  auto start = std::chrono::steady_clock::now();
+  impl_->expect(impl_->request(message_type::ping, nullptr), message_type::pong);
+  return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - start);
+}
+
+const std::string& client::session_token() const noexcept { return impl_->welcome.session_token; }
+const std::string& client::daemon_name() const noexcept { return impl_->welcome.daemon; }
+
+void client::close() {
+  std::lock_guard lock(impl_->state_mutex);
+  if (impl_->broken) return;
+  try {
+    impl_->write_all(protocol::encode_frame(message_type::goodbye, 0, nullptr));
+  } catch (const remote_error&) {
+    // already gone: nothing to say goodbye to
+  }
+  impl_->break_connection(error{errc::connection_lost, "the client closed this connection"});
+}
+
+service_proxy service_proxy::connect(std::string_view address, client_options options) {
+  auto a = service_address::parse(address);
+  if (a.service.empty())
+    fail(errc::bad_address, "\"" + std::string(address) + "\" names no service (lab://HOST:PORT/SERVICE)");
+  return service_proxy(client::connect(a.host, a.port, std::move(options)), a.service);
+}
+
+}  // namespace labhost

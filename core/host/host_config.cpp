@@ -1,0 +1,319 @@
+#include "host_config.h"
+
+#include <boost/json.hpp>
+#include <algorithm>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include "../protocol/json_value.h"
+
+namespace labhost::host {
+namespace json = boost::json;
+
+namespace {
+
+/// Walks a JSON object, checking types and refusing keys it was not asked about.
+class object_reader {
+ public:
+  object_reader(const json::value& v, std::string path) : path_(std::move(path)) {
+    if (!v.is_object()) throw config_error(where() + "expected an object");
+    object_ = &v.get_object();
+  }
+
+  const json::value* optional(std::string_view key) {
+    seen_.insert(std::string(key));
+    auto it = object_->find(key);
+    return it == object_->end() ? nullptr : &it->value();
+  }
+  const json::value& required(std::string_view key, std::string_view expected) {
+    const json::value* v = optional(key);
+    if (v == nullptr) throw config_error(child(key) + ": missing (expected " + std::string(expected) + ")");
+    return *v;
+  }
+
+  std::string text(std::string_view key, const std::string& fallback) {
+    const json::value* v = optional(key);
+    if (v == nullptr) return fallback;
+    if (!v->is_string()) throw config_error(child(key) + ": expected a string");
+    return std::string(v->get_string());
+  }
+  bool boolean(std::string_view key, bool fallback) {
+    const json::value* v = optional(key);
+    if (v == nullptr) return fallback;
+    if (!v->is_bool()) throw config_error(child(key) + ": expected true or false");
+    return v->get_bool();
+  }
+  std::int64_t integer(std::string_view key, std::int64_t fallback, std::int64_t min,
+                       std::int64_t max) {
+    const json::value* v = optional(key);
+    if (v == nullptr) return fallback;
+    std::int64_t i;
+    if (v->is_int64()) i = v->get_int64();
+    else if (v->is_uint64() && v->get_uint64() <= static_cast<std::uint64_t>(max)) i = static_cast<std::int64_t>(v->get_uint64());
+    else if (v->is_uint64()) i = max + 1;
+    else throw config_error(child(key) + ": expected an integer");
+    if (i < min || i > max)
+      throw config_error(child(key) + ": " + std::to_string(i) + " is out of range (expected " +
+                         std::to_string(min) + " to " + std::to_string(max) + ")");
+    return i;
+  }
+  double number(std::string_view key, double fallback, double min, double max) {
+    const json::value* v = optional(key);
+    if (v == nullptr) return fallback;
+    if (!v->is_number()) throw config_error(child(key) + ": expected a number");
+    double d = v->to_number<double>();
+    if (d < min || d > max) {
+      std::ostringstream os;
+      os << child(key) << ": " << d << " is out of range (expected " << min << " to " << max << ")";
+      throw config_error(os.str());
+    }
+    return d;
+  }
+
+  /// Call after reading every known key: anything left over is a typo or a stale key.
+  void refuse_unknown_keys(std::initializer_list<std::string_view> known_for_message) {
+    for (const auto& [key, unused] : *object_) {
+      if (seen_.count(std::string(key))) continue;
+      std::string list;
+      for (auto k : known_for_message) list += (list.empty() ? "" : ", ") + std::string(k);
+      throw config_error(child(key) + ": unknown key (expected one of: " + list + ")");
+    }
+  }
+
+  const json::object& object() const { return *object_; }
+  std::string child(std::string_view key) const {
+    return path_.empty() ? std::string(key) : path_ + "." + std::string(key);
+  }
+
+ private:
+  std::string where() const { return path_.empty() ? std::string("host.json: ") : path_ + ": "; }
+  const json::object* object_;
+  std::string path_;
+  std::set<std::string> seen_;
+};
+
+bool is_plain_name(std::string_view name) {
+  if (name.empty() || name.size() > 64) return false;
+  return std::all_of(name.begin(), name.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           c == '_' || c == '-';
+  });
+}
+
+std::size_t edit_distance(std::string_view a, std::string_view b) {
+  std::vector<std::size_t> row(b.size() + 1);
+  for (std::size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (std::size_t i = 1; i <= a.size(); ++i) {
+    std::size_t diagonal = row[0];
+    row[0] = i;
+    for (std::size_t j = 1; j <= b.size(); ++j) {
+      std::size_t above = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diagonal = above;
+    }
+  }
+  return row[b.size()];
+}
+
+/// Driver names available in a plugin folder (file stems of *.so).
+std::vector<std::string> available_plugins(const std::filesystem::path& dir) {
+  std::vector<std::string> names;
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(dir, ec))
+    if (entry.path().extension() == ".so") names.push_back(entry.path().stem().string());
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+void check_driver(const std::string& path, const std::string& driver,
+                  const std::filesystem::path& plugin_dir) {
+  if (!is_plain_name(driver))
+    throw config_error(path + ": \"" + driver +
+                       "\" is not a plain plugin name (letters, digits, _ and - only; no paths)");
+  std::error_code ec;
+  if (std::filesystem::exists(plugin_file(plugin_dir, driver), ec)) return;
+  std::string message = path + ": no plugin \"" + driver + "\" in " + plugin_dir.string();
+  std::string best;
+  std::size_t best_distance = 3;  // suggest only close names
+  for (const auto& candidate : available_plugins(plugin_dir)) {
+    std::size_t d = edit_distance(driver, candidate);
+    if (d < best_distance) best_distance = d, best = candidate;
+  }
+  if (!best.empty()) message += " (did you mean " + best + "?)";
+  throw config_error(message);
+}
+
+service_config parse_service(const std::string& path, const std::string& name,
+                             const json::value& v, const std::filesystem::path& plugin_dir) {
+  if (!is_plain_name(name))
+    throw config_error(path + ": service names use letters, digits, _ and - only");
+  object_reader r(v, path);
+  service_config s;
+  s.name = name;
+  const json::value& driver = r.required("driver", "a plugin name");
+  if (!driver.is_string()) throw config_error(r.child("driver") + ": expected a string");
+  s.driver = std::string(driver.get_string());
+  check_driver(r.child("driver"), s.driver, plugin_dir);
+  if (const json::value* params = r.optional("params")) {
+    if (!params->is_object()) throw config_error(r.child("params") + ": expected an object");
+    s.params = protocol::json_to_value(*params);
+  }
+  std::string mode = r.text("mode", "single");
+  if (mode == "single") s.mode = instance_mode::single;
+  else if (mode == "session") s.mode = instance_mode::session;
+  else if (mode == "percall") s.mode = instance_mode::percall;
+  else throw config_error(r.child("mode") + ": \"" + mode + "\" (expected single, session or percall)");
+  s.description = r.text("description", "");
+  if (const json::value* metadata = r.optional("metadata")) {
+    if (!metadata->is_object()) throw config_error(r.child("metadata") + ": expected an object");
+    s.metadata = protocol::json_to_value(*metadata);
+  }
+  r.refuse_unknown_keys({"driver", "params", "mode", "description", "metadata"});
+  return s;
+}
+
+daemon_config parse_daemon(const std::string& path, const std::string& name, const json::value& v,
+                           const std::filesystem::path& plugin_dir) {
+  if (!is_plain_name(name))
+    throw config_error(path + ": daemon names use letters, digits, _ and - only");
+  object_reader r(v, path);
+  daemon_config d;
+  d.name = name;
+  const json::value& address = r.required("address", "\"HOST:PORT\"");
+  if (!address.is_string()) throw config_error(r.child("address") + ": expected \"HOST:PORT\"");
+  try {
+    d.address = parse_endpoint(address.get_string());
+  } catch (const std::invalid_argument& e) {
+    throw config_error(r.child("address") + ": " + e.what());
+  }
+  std::string type = r.text("server_type", "threaded");
+  if (type == "threaded") d.type = server_type::threaded;
+  else if (type == "multiplexed") d.type = server_type::multiplexed;
+  else throw config_error(r.child("server_type") + ": \"" + type + "\" (expected threaded or multiplexed)");
+  d.pool_size = static_cast<unsigned>(r.integer("pool_size", 4, 1, 256));
+  if (d.type == server_type::multiplexed) d.pool_size = 1;
+  d.max_connections = static_cast<unsigned>(r.integer("max_connections", 1024, 1, 100000));
+  d.lockable = r.boolean("lockable", false);
+  d.lease = std::chrono::milliseconds(
+      static_cast<std::int64_t>(r.number("lease_s", 10.0, 0.1, 86400.0) * 1000.0));
+  d.max_frame_bytes = static_cast<std::uint32_t>(
+      r.integer("max_frame_bytes", 64 << 20, 4096, std::int64_t{1} << 31));
+  const json::value& services = r.required("services", "an object of services");
+  object_reader sr(services, r.child("services"));
+  for (const auto& [service_name, service] : sr.object()) {
+    sr.optional(service_name);
+    d.services.push_back(parse_service(sr.child(service_name), std::string(service_name), service, plugin_dir));
+  }
+  r.refuse_unknown_keys({"address", "server_type", "pool_size", "max_connections", "lockable",
+                         "lease_s", "max_frame_bytes", "services"});
+  return d;
+}
+
+}  // namespace
+
+std::string endpoint_address::to_string() const {
+  bool v6 = host.find(':') != std::string::npos;
+  return (v6 ? "[" + host + "]" : host) + ":" + std::to_string(port);
+}
+
+endpoint_address parse_endpoint(std::string_view text) {
+  endpoint_address a;
+  std::string_view port;
+  if (!text.empty() && text.front() == '[') {
+    auto close = text.find(']');
+    if (close == std::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':')
+      throw std::invalid_argument("\"" + std::string(text) + "\" is not [IPV6]:PORT");
+    a.host = std::string(text.substr(1, close - 1));
+    port = text.substr(close + 2);
+  } else {
+    auto colon = text.rfind(':');
+    if (colon == std::string_view::npos || colon == 0)
+      throw std::invalid_argument("\"" + std::string(text) + "\" is not HOST:PORT");
+    a.host = std::string(text.substr(0, colon));
+    port = text.substr(colon + 1);
+    if (a.host.find(':') != std::string::npos)
+      throw std::invalid_argument("\"" + std::string(text) + "\": write IPv6 hosts as [ADDR]:PORT");
+  }
+  if (port.empty() || port.size() > 5 ||
+      !std::all_of(port.begin(), port.end(), [](char c) { return c >= '0' && c <= '9'; }))
+    throw std::invalid_argument("\"" + std::string(text) + "\": port is not a number");
+  unsigned long p = std::stoul(std::string(port));
+  if (p > 65535) throw std::invalid_argument("\"" + std::string(text) + "\": port above 65535");
+  a.port = static_cast<std::uint16_t>(p);
+  return a;
+}
+
+std::string_view server_type_name(server_type type) noexcept {
+  return type == server_type::threaded ? "threaded" : "multiplexed";
+}
+
+std::string_view instance_mode_name(instance_mode mode) noexcept {
+  switch (mode) {
+    case instance_mode::single: return "single";
+    case instance_mode::session: return "session";
+    case instance_mode::percall: return "percall";
+  }
+  return "single";
+}
+
+const daemon_config* host_config::find_daemon(std::string_view name) const noexcept {
+  for (const auto& d : daemons)
+    if (d.name == name) return &d;
+  return nullptr;
+}
+
+std::filesystem::path plugin_file(const std::filesystem::path& plugin_dir, std::string_view driver) {
+  return plugin_dir / (std::string(driver) + ".so");
+}
+
+host_config parse_host_config(std::string_view text, const std::filesystem::path& file) {
+  json::value root;
+  {
+    boost::system::error_code ec;
+    json::parse_options options;
+    options.allow_comments = true;  // labs annotate their instruments
+    options.allow_trailing_commas = true;
+    root = json::parse(text, ec, {}, options);
+    if (ec) throw config_error(file.string() + ": not valid JSON: " + ec.message());
+  }
+  object_reader r(root, "");
+  host_config config;
+  config.file = file;
+  std::filesystem::path base = file.has_parent_path() ? file.parent_path() : ".";
+  std::filesystem::path plugin_dir = r.text("plugin_dir", "plugins");
+  config.plugin_dir = std::filesystem::absolute(plugin_dir.is_absolute() ? plugin_dir : base / plugin_dir)
+                          .lexically_normal();
+  std::error_code ec;
+  if (!std::filesystem::is_directory(config.plugin_dir, ec))
+    throw config_error("plugin_dir: " + config.plugin_dir.string() + " is not a folder");
+
+  const json::value& daemons = r.required("daemons", "an object of daemons");
+  object_reader dr(daemons, "daemons");
+  std::map<std::uint16_t, std::string> ports;
+  for (const auto& [name, daemon] : dr.object()) {
+    dr.optional(name);
+    auto d = parse_daemon(dr.child(name), std::string(name), daemon, config.plugin_dir);
+    // Port 0 (pick a free port) may repeat: tests use it for every daemon.
+    if (d.address.port != 0) {
+      auto [it, fresh] = ports.emplace(d.address.port, d.name);
+      if (!fresh)
+        throw config_error(dr.child(name) + ".address: port " + std::to_string(d.address.port) +
+                           " is already used by daemon " + it->second);
+    }
+    config.daemons.push_back(std::move(d));
+  }
+  r.refuse_unknown_keys({"plugin_dir", "daemons"});
+  return config;
+}
+
+host_config load_host_config(const std::filesystem::path& file) {
+  std::ifstream in(file, std::ios::binary);
+  if (!in) throw config_error(file.string() + ": cannot be read");
+  std::stringstream text;
+  text << in.rdbuf();
+  return parse_host_config(text.str(), file);
+}
+
+}  // namespace labhost::host

@@ -1,0 +1,82 @@
+// host_config.h: the model of host.json, and its validation (docs/host-json.md).
+//
+// Loading validates everything before anything starts: every error names its exact path
+// ("daemons.main.services.laser.driver") and what was expected; unknown keys are errors.
+// A loaded host_config is a plain value, safe to share read-only between threads.
+#ifndef LABHOST_HOST_HOST_CONFIG_H
+#define LABHOST_HOST_HOST_CONFIG_H
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "labhost/value.h"
+
+namespace labhost::host {
+
+/// A listen or connect address: IPv4 "127.0.0.1:7701", IPv6 "[::1]:7701", or "localhost:7701".
+struct endpoint_address {
+  std::string host;
+  std::uint16_t port = 0;
+  std::string to_string() const;
+};
+
+/// Parses "HOST:PORT"; throws config_error-free std::invalid_argument with a reason.
+endpoint_address parse_endpoint(std::string_view text);
+
+enum class server_type { threaded, multiplexed };
+enum class instance_mode { single, session, percall };
+
+std::string_view server_type_name(server_type type) noexcept;
+std::string_view instance_mode_name(instance_mode mode) noexcept;
+
+struct service_config {
+  std::string name;
+  std::string driver;  // plain plugin name, resolved in plugin_dir
+  value params = map{};
+  instance_mode mode = instance_mode::single;
+  std::string description;
+  value metadata = map{};
+};
+
+struct daemon_config {
+  std::string name;
+  endpoint_address address;
+  server_type type = server_type::threaded;
+  unsigned pool_size = 4;            // threaded: worker threads; multiplexed: always 1
+  unsigned max_connections = 1024;
+  bool lockable = false;
+  std::chrono::milliseconds lease{10'000};
+  std::uint32_t max_frame_bytes = 64u << 20;
+  std::vector<service_config> services;
+};
+
+struct host_config {
+  std::filesystem::path file;        // where it was read from
+  std::filesystem::path plugin_dir;  // absolute
+  std::vector<daemon_config> daemons;
+
+  const daemon_config* find_daemon(std::string_view name) const noexcept;
+};
+
+/// A host.json problem. what() is one line: "PATH: what was expected".
+class config_error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+/// Reads and validates a host.json file. Throws config_error.
+host_config load_host_config(const std::filesystem::path& file);
+/// Validates host.json text; `file` is used for messages and relative paths. Throws config_error.
+host_config parse_host_config(std::string_view text, const std::filesystem::path& file);
+
+/// Path of the plugin file for a driver name in a plugin folder ("sim_laser" ->
+/// DIR/libsim_laser.so or DIR/sim_laser.so, whichever exists; the latter when neither).
+std::filesystem::path plugin_file(const std::filesystem::path& plugin_dir, std::string_view driver);
+
+}  // namespace labhost::host
+
+#endif  // LABHOST_HOST_HOST_CONFIG_H

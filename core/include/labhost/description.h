@@ -1,0 +1,40 @@
+// labhost/description.h: what `describe` tells about a daemon's services and their methods.
+#ifndef LABHOST_DESCRIPTION_H
+#define LABHOST_DESCRIPTION_H
+
+#include <string>
+#include <vector>
+
+namespace labhost {
+
+struct parameter_description {
+  std::string name;
+  std::string type;  // "float64", "int64", "bool", "string", "array<uint16>", "any", ...
+};
+
+struct method_description {
+  std::string name;
+  std::vector<parameter_description> params;
+  std::string returns;  // type name, "null" for none
+  std::string doc;
+};
+
+struct service_description {
+  std::string name;            // service name in its daemon
+  std::string driver;          // plugin name
+  std::string driver_version;
+  std::string vendor;
+  std::string description;
+  std::string state;           // "ready" or "unavailable"
+  std::string reason;          // why unavailable; empty when ready
+  std::vector<method_description> methods;  // filled when one service is described
+};
+
+struct daemon_description {
+  std::string daemon;  // daemon name from host.json
+  std::vector<service_description> services;
+};
+
+}  // namespace labhost
+
+#endif  // LABHOST_DESCRIPTION_H

@@ -1,0 +1,476 @@
+// labhost/driver.h: the header-only C++ driver SDK.
+//
+// A driver is an ordinary class constructed from its host.json parameters, plus a method
+// table. The SDK builds the C descriptor of driver_abi.h from them, converts wire values to
+// the methods' C++ parameter types (a typed bad_arguments error naming the parameter when a
+// value does not fit), converts results back, and turns every exception into a status code
+// and message, so nothing C++ crosses the plugin boundary.
+//
+//   class my_laser {
+//    public:
+//     explicit my_laser(const labhost::params& p) : nm_(p.get("wavelength_nm", 1550.0)) {}
+//     double wavelength() const { return nm_; }
+//     void set_wavelength(double nm) { nm_ = nm; }
+//    private:
+//     double nm_;
+//   };
+//   LABHOST_DRIVER(my_laser, "my_laser", "1.0.0", "ACME", "A laser",
+//       labhost::method(&my_laser::wavelength, "wavelength", {}, "Wavelength in nm."),
+//       labhost::method(&my_laser::set_wavelength, "set_wavelength", {"nm"}, "Tune."))
+//
+// Throw labhost::driver_error (or any std::exception) for a failed operation,
+// labhost::unavailable_error when the instrument cannot be reached. Optional members
+// `void close()` and `void health()` (throws when unhealthy) are used when present.
+// The daemon never calls one instance from two threads at once.
+#ifndef LABHOST_DRIVER_H
+#define LABHOST_DRIVER_H
+
+#include <boost/dll/alias.hpp>
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <initializer_list>
+#include <limits>
+#include <memory>
+#include <optional>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "labhost/driver_abi.h"
+#include "labhost/value.h"
+#include "labhost/value_codec.h"
+
+namespace labhost {
+
+/// A failed operation on the instrument; becomes the wire error driver_error.
+struct driver_error : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+/// Arguments that do not fit the method; becomes the wire error bad_arguments.
+struct bad_arguments_error : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+/// The instrument cannot be reached (yet); becomes service_unavailable.
+struct unavailable_error : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// ---------------------------------------------------------------------------------------
+// Conversions between wire values and C++ types.
+
+template <typename T, typename = void>
+struct value_traits;  // specialised below; an unsupported type fails to compile here
+
+namespace sdk_detail {
+template <typename T>
+constexpr bool is_plain_number_v =
+    std::is_arithmetic_v<T> && !std::is_same_v<T, bool> && !std::is_same_v<T, char>;
+
+[[noreturn]] inline void type_mismatch(std::string_view param, std::string_view expected,
+                                       const value& got) {
+  throw bad_arguments_error("parameter '" + std::string(param) + "': expected " +
+                            std::string(expected) + ", got " + std::string(kind_name(got.kind())));
+}
+}  // namespace sdk_detail
+
+template <>
+struct value_traits<bool> {
+  static std::string type_name() { return "bool"; }
+  static bool from(const value& v, std::string_view param) {
+    if (!v.is_bool()) sdk_detail::type_mismatch(param, "bool", v);
+    return v.as_bool();
+  }
+  static value to(bool b) { return b; }
+};
+
+template <typename F>
+struct value_traits<F, std::enable_if_t<std::is_floating_point_v<F>>> {
+  static std::string type_name() { return "float64"; }
+  static F from(const value& v, std::string_view param) {
+    if (!v.is_number()) sdk_detail::type_mismatch(param, "float64", v);
+    return static_cast<F>(v.as_number());
+  }
+  static value to(F f) { return static_cast<double>(f); }
+};
+
+template <typename I>
+struct value_traits<I, std::enable_if_t<std::is_integral_v<I> && !std::is_same_v<I, bool>>> {
+  static std::string type_name() { return "int64"; }
+  static I from(const value& v, std::string_view param) {
+    if (!v.is_int()) sdk_detail::type_mismatch(param, "int64", v);
+    std::int64_t i = v.as_int();
+    bool fits;
+    if constexpr (std::is_signed_v<I>)
+      fits = i >= std::numeric_limits<I>::min() && i <= std::numeric_limits<I>::max();
+    else
+      fits = i >= 0 && static_cast<std::uint64_t>(i) <= std::numeric_limits<I>::max();
+    if (!fits)
+      throw bad_arguments_error("parameter '" + std::string(param) + "': " + std::to_string(i) +
+                                " is out of range");
+    return static_cast<I>(i);
+  }
+  static value to(I i) { return static_cast<std::int64_t>(i); }
+};
+
+template <>
+struct value_traits<std::string> {
+  static std::string type_name() { return "string"; }
+  static std::string from(const value& v, std::string_view param) {
+    if (!v.is_string()) sdk_detail::type_mismatch(param, "string", v);
+    return v.as_string();
+  }
+  static value to(std::string s) { return value(std::move(s)); }
+};
+
+template <>
+struct value_traits<bytes> {
+  static std::string type_name() { return "bytes"; }
+  static bytes from(const value& v, std::string_view param) {
+    if (!v.is_bytes()) sdk_detail::type_mismatch(param, "bytes", v);
+    return v.as_bytes();
+  }
+  static value to(bytes b) { return value(std::move(b)); }
+};
+
+template <>
+struct value_traits<value> {
+  static std::string type_name() { return "any"; }
+  static value from(const value& v, std::string_view) { return v; }
+  static value to(value v) { return v; }
+};
+
+template <>
+struct value_traits<list> {
+  static std::string type_name() { return "list"; }
+  static list from(const value& v, std::string_view param) {
+    if (!v.is_list()) sdk_detail::type_mismatch(param, "list", v);
+    return v.as_list();
+  }
+  static value to(list l) { return value(std::move(l)); }
+};
+
+template <>
+struct value_traits<map> {
+  static std::string type_name() { return "map"; }
+  static map from(const value& v, std::string_view param) {
+    if (!v.is_map()) sdk_detail::type_mismatch(param, "map", v);
+    return v.as_map();
+  }
+  static value to(map m) { return value(std::move(m)); }
+};
+
+template <>
+struct value_traits<typed_array> {
+  static std::string type_name() { return "array"; }
+  static typed_array from(const value& v, std::string_view param) {
+    if (!v.is_array()) sdk_detail::type_mismatch(param, "array", v);
+    return v.as_array();
+  }
+  static value to(typed_array a) { return value(std::move(a)); }
+};
+
+/// std::vector of numbers travels as a typed array; a list of numbers is accepted too.
+template <typename T>
+struct value_traits<std::vector<T>, std::enable_if_t<sdk_detail::is_plain_number_v<T>>> {
+  static std::string type_name() {
+    return "array<" + std::string(element_type_name(element_type_of<T>())) + ">";
+  }
+  static std::vector<T> from(const value& v, std::string_view param) {
+    std::vector<T> out;
+    if (v.is_array()) {
+      const auto& a = v.as_array();
+      if (a.type != element_type_of<T>())
+        throw bad_arguments_error("parameter '" + std::string(param) + "': expected " +
+                                  type_name() + ", got array<" +
+                                  std::string(element_type_name(a.type)) + ">");
+      out.resize(a.count());
+      if (!out.empty()) std::memcpy(out.data(), a.data.data(), a.data.size());
+    } else if (v.is_list()) {
+      out.reserve(v.as_list().size());
+      for (const auto& element : v.as_list())
+        out.push_back(value_traits<T>::from(element, param));
+    } else {
+      sdk_detail::type_mismatch(param, type_name(), v);
+    }
+    return out;
+  }
+  static value to(const std::vector<T>& values) { return typed_array::from(values); }
+};
+
+/// Any other std::vector travels as a list.
+template <typename T>
+struct value_traits<std::vector<T>, std::enable_if_t<!sdk_detail::is_plain_number_v<T>>> {
+  static std::string type_name() { return "list<" + value_traits<T>::type_name() + ">"; }
+  static std::vector<T> from(const value& v, std::string_view param) {
+    if (!v.is_list()) sdk_detail::type_mismatch(param, type_name(), v);
+    std::vector<T> out;
+    out.reserve(v.as_list().size());
+    for (const auto& element : v.as_list()) out.push_back(value_traits<T>::from(element, param));
+    return out;
+  }
+  static value to(const std::vector<T>& values) {
+    list l;
+    l.reserve(values.size());
+    for (const auto& element : values) l.push_back(value_traits<T>::to(element));
+    return l;
+  }
+};
+
+template <typename T>
+struct value_traits<std::optional<T>> {
+  static std::string type_name() { return "optional<" + value_traits<T>::type_name() + ">"; }
+  static std::optional<T> from(const value& v, std::string_view param) {
+    if (v.is_null()) return std::nullopt;
+    return value_traits<T>::from(v, param);
+  }
+  static value to(const std::optional<T>& o) {
+    return o ? value_traits<T>::to(*o) : value(nullptr);
+  }
+};
+
+template <typename T>
+using plain_t = std::remove_cvref_t<T>;
+
+// ---------------------------------------------------------------------------------------
+// Driver parameters (the "params" object of a service in host.json).
+
+class params {
+ public:
+  params() = default;
+  explicit params(value v) : value_(std::move(v)) {}
+
+  bool has(std::string_view name) const { return value_.find(name) != nullptr; }
+
+  /// The parameter converted to T, or `fallback` when absent. A present parameter of the
+  /// wrong type throws bad_arguments_error naming it.
+  template <typename T>
+  T get(std::string_view name, T fallback) const {
+    const value* v = value_.find(name);
+    if (v == nullptr) return fallback;
+    return value_traits<T>::from(*v, name);
+  }
+  std::string get(std::string_view name, const char* fallback) const {
+    return get<std::string>(name, std::string(fallback));
+  }
+
+  /// The parameter converted to T; throws bad_arguments_error when absent.
+  template <typename T>
+  T require(std::string_view name) const {
+    const value* v = value_.find(name);
+    if (v == nullptr)
+      throw bad_arguments_error("missing parameter '" + std::string(name) + "'");
+    return value_traits<T>::from(*v, name);
+  }
+
+  const value& all() const { return value_; }
+
+ private:
+  value value_ = labhost::map{};
+};
+
+// ---------------------------------------------------------------------------------------
+// Method table.
+
+template <typename Driver>
+struct method_binding {
+  const char* name;
+  const char* doc;
+  std::vector<const char*> param_names;
+  std::vector<std::string> param_types;
+  std::string return_type;
+  std::function<value(Driver&, const list&)> invoke;
+};
+
+namespace sdk_detail {
+template <typename Driver, typename R, typename... A, typename Fn, std::size_t... I>
+method_binding<Driver> make_binding(Fn fn, const char* name, std::vector<const char*> names,
+                                    const char* doc, std::index_sequence<I...>) {
+  method_binding<Driver> b;
+  b.name = name;
+  b.doc = doc;
+  b.param_types = {value_traits<plain_t<A>>::type_name()...};
+  // A table with fewer names than parameters still works: the rest are named argN.
+  b.param_names = std::move(names);
+  b.param_names.resize(sizeof...(A), nullptr);
+  if constexpr (std::is_void_v<R>)
+    b.return_type = "null";
+  else
+    b.return_type = value_traits<plain_t<R>>::type_name();
+  auto names_copy = b.param_names;
+  b.invoke = [fn, names_copy](Driver& d, const list& args) -> value {
+    if (args.size() != sizeof...(A))
+      throw bad_arguments_error("expected " + std::to_string(sizeof...(A)) + " argument(s), got " +
+                                std::to_string(args.size()));
+    auto param = [&](std::size_t i) -> std::string {
+      return names_copy[i] ? names_copy[i] : "arg" + std::to_string(i);
+    };
+    if constexpr (std::is_void_v<R>) {
+      std::invoke(fn, d, value_traits<plain_t<A>>::from(args[I], param(I))...);
+      return nullptr;
+    } else {
+      return value_traits<plain_t<R>>::to(
+          std::invoke(fn, d, value_traits<plain_t<A>>::from(args[I], param(I))...));
+    }
+  };
+  return b;
+}
+}  // namespace sdk_detail
+
+/// One row of a method table: member function, wire name, parameter names, doc string.
+template <typename Driver, typename R, typename... A>
+method_binding<Driver> method(R (Driver::*fn)(A...), const char* name,
+                              std::initializer_list<const char*> param_names, const char* doc) {
+  return sdk_detail::make_binding<Driver, R, A...>(fn, name, param_names, doc,
+                                                   std::index_sequence_for<A...>{});
+}
+template <typename Driver, typename R, typename... A>
+method_binding<Driver> method(R (Driver::*fn)(A...) const, const char* name,
+                              std::initializer_list<const char*> param_names, const char* doc) {
+  return sdk_detail::make_binding<Driver, R, A...>(fn, name, param_names, doc,
+                                                   std::index_sequence_for<A...>{});
+}
+
+// ---------------------------------------------------------------------------------------
+// The descriptor built from a driver class and its method table.
+
+namespace sdk_detail {
+
+inline void write_text(labhost_output* out, std::string_view text) {
+  if (out != nullptr && out->write != nullptr)
+    out->write(out->context, reinterpret_cast<const std::uint8_t*>(text.data()), text.size());
+}
+
+/// Runs `body`, mapping exceptions to status codes; the message goes to `out`.
+template <typename Body>
+int guarded(labhost_output* out, Body&& body) noexcept {
+  try {
+    return body();
+  } catch (const bad_arguments_error& e) {
+    write_text(out, e.what());
+    return LABHOST_BAD_ARGUMENTS;
+  } catch (const unavailable_error& e) {
+    write_text(out, e.what());
+    return LABHOST_UNAVAILABLE;
+  } catch (const std::exception& e) {
+    write_text(out, e.what());
+    return LABHOST_DRIVER_ERROR;
+  } catch (...) {
+    write_text(out, "unknown exception");
+    return LABHOST_DRIVER_ERROR;
+  }
+}
+
+}  // namespace sdk_detail
+
+template <typename Driver>
+class driver_definition {
+ public:
+  driver_definition(const char* name, const char* version, const char* vendor,
+                    const char* description, std::initializer_list<method_binding<Driver>> methods)
+      : bindings_(methods) {
+    param_infos_.resize(bindings_.size());
+    for (std::size_t m = 0; m < bindings_.size(); ++m) {
+      auto& b = bindings_[m];
+      for (std::size_t p = 0; p < b.param_names.size(); ++p) {
+        if (b.param_names[p] == nullptr) {
+          generated_names_.push_back(std::make_unique<std::string>("arg" + std::to_string(p)));
+          b.param_names[p] = generated_names_.back()->c_str();
+        }
+        param_infos_[m].push_back({b.param_names[p], b.param_types[p].c_str()});
+      }
+    }
+    for (std::size_t m = 0; m < bindings_.size(); ++m) {
+      auto& b = bindings_[m];
+      method_infos_.push_back({b.name, param_infos_[m].data(),
+                               static_cast<std::uint32_t>(param_infos_[m].size()),
+                               b.return_type.c_str(), b.doc});
+    }
+    descriptor_.struct_size = sizeof(labhost_driver_descriptor);
+    descriptor_.abi_version = LABHOST_ABI_VERSION;
+    descriptor_.name = name;
+    descriptor_.version = version;
+    descriptor_.vendor = vendor;
+    descriptor_.description = description;
+    descriptor_.methods = method_infos_.data();
+    descriptor_.method_count = static_cast<std::uint32_t>(method_infos_.size());
+    descriptor_.create = &create;
+    descriptor_.destroy = &destroy;
+    descriptor_.invoke = &invoke;
+    if constexpr (requires(Driver& d) { d.close(); }) descriptor_.close = &close;
+    if constexpr (requires(Driver& d) { d.health(); }) descriptor_.health = &health;
+    instance_ = this;
+  }
+  driver_definition(const driver_definition&) = delete;
+  driver_definition& operator=(const driver_definition&) = delete;
+
+  const labhost_driver_descriptor* descriptor() const noexcept { return &descriptor_; }
+
+ private:
+  static int create(const std::uint8_t* data, std::size_t size, void** instance,
+                    labhost_output* error) {
+    return sdk_detail::guarded(error, [&] {
+      auto decoded = labhost::decode({data, size});
+      if (!decoded.ok()) throw bad_arguments_error("parameters: " + decoded.message());
+      *instance = new Driver(params(std::move(decoded.decoded)));
+      return LABHOST_OK;
+    });
+  }
+  static void destroy(void* instance) { delete static_cast<Driver*>(instance); }
+  static int invoke(void* instance, std::uint32_t method_index, const std::uint8_t* data,
+                    std::size_t size, labhost_output* result) {
+    return sdk_detail::guarded(result, [&] {
+      if (method_index >= instance_->bindings_.size())
+        throw bad_arguments_error("no method " + std::to_string(method_index));
+      auto decoded = labhost::decode({data, size});
+      if (!decoded.ok() || !decoded.decoded.is_list())
+        throw bad_arguments_error("arguments are not an encoded list");
+      value out = instance_->bindings_[method_index].invoke(*static_cast<Driver*>(instance),
+                                                            decoded.decoded.as_list());
+      std::vector<std::uint8_t> encoded;
+      labhost::encode(out, encoded);
+      if (result->write(result->context, encoded.data(), encoded.size()) != 0)
+        throw driver_error("result refused by the host (too large?)");
+      return LABHOST_OK;
+    });
+  }
+  static int close(void* instance, labhost_output* error) {
+    return sdk_detail::guarded(error, [&] {
+      if constexpr (requires(Driver& d) { d.close(); }) static_cast<Driver*>(instance)->close();
+      return LABHOST_OK;
+    });
+  }
+  static int health(void* instance, labhost_output* error) {
+    return sdk_detail::guarded(error, [&] {
+      if constexpr (requires(Driver& d) { d.health(); }) static_cast<Driver*>(instance)->health();
+      return LABHOST_OK;
+    });
+  }
+
+  std::vector<method_binding<Driver>> bindings_;
+  std::vector<std::unique_ptr<std::string>> generated_names_;
+  std::vector<std::vector<labhost_param_info>> param_infos_;
+  std::vector<labhost_method_info> method_infos_;
+  labhost_driver_descriptor descriptor_{};
+  static inline const driver_definition* instance_ = nullptr;  // one definition per plugin
+};
+
+}  // namespace labhost
+
+/// Defines the plugin's descriptor and exports its entry symbol (one per plugin). The
+/// definition is built on first use, when the host calls the entry function.
+#define LABHOST_DRIVER(DRIVER_CLASS, NAME, VERSION, VENDOR, DESCRIPTION, ...)                 \
+  namespace labhost_plugin {                                                                  \
+  inline const labhost_driver_descriptor* entry() {                                           \
+    static const ::labhost::driver_definition<DRIVER_CLASS> definition{                       \
+        NAME, VERSION, VENDOR, DESCRIPTION, {__VA_ARGS__}};                                   \
+    return definition.descriptor();                                                           \
+  }                                                                                           \
+  }                                                                                           \
+  BOOST_DLL_ALIAS(labhost_plugin::entry, labhost_driver_entry)
+
+#endif  // LABHOST_DRIVER_H

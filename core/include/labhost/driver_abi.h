@@ -1,0 +1,111 @@
+/* labhost/driver_abi.h: the C boundary between a daemon and a driver plugin.
+ *
+ * A plugin is a shared object exporting ONE data symbol, `labhost_driver_entry`, whose value
+ * is the address of a function `const labhost_driver_descriptor* entry(void)`. That is the
+ * layout Boost.DLL's BOOST_DLL_ALIAS produces; a C driver can write it by hand:
+ *
+ *   static const labhost_driver_descriptor* my_entry(void) { return &my_descriptor; }
+ *   LABHOST_EXPORT const void* labhost_driver_entry = (const void*)&my_entry;
+ *
+ * Rules of the boundary (docs/driver-sdk.md):
+ * - Only C types cross it. No C++ object, no exception, and no memory changes owner: whoever
+ *   allocates frees. A driver hands bytes back by calling the host's labhost_output, which
+ *   copies them.
+ * - Values (create parameters, call arguments, results) travel encoded in the value format of
+ *   docs/protocol.md ("Values"). Arguments are always one encoded list, already in parameter
+ *   order: the daemon resolves keyword arguments and checks the count.
+ * - The descriptor starts with struct_size and abi_version. The host accepts the same major,
+ *   refuses a newer minor, and treats fields past struct_size as absent.
+ * - The descriptor and every string it points to stay valid while the library is loaded;
+ *   the daemon never unloads a plugin while it runs.
+ * - Thread-safety: the daemon never calls into one instance from two threads at once. Calls
+ *   on different instances may run in parallel.
+ */
+#ifndef LABHOST_DRIVER_ABI_H
+#define LABHOST_DRIVER_ABI_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define LABHOST_ABI_VERSION_MAJOR 1
+#define LABHOST_ABI_VERSION_MINOR 0
+#define LABHOST_ABI_VERSION ((LABHOST_ABI_VERSION_MAJOR << 16) | LABHOST_ABI_VERSION_MINOR)
+
+/* Name of the exported entry symbol. */
+#define LABHOST_ENTRY_SYMBOL "labhost_driver_entry"
+
+#if defined(_WIN32)
+#define LABHOST_EXPORT __declspec(dllexport)
+#else
+#define LABHOST_EXPORT __attribute__((visibility("default")))
+#endif
+
+/* Status codes returned by create/invoke/close/health. */
+enum {
+  LABHOST_OK = 0,
+  LABHOST_BAD_ARGUMENTS = 1, /* output holds a UTF-8 message naming the parameter */
+  LABHOST_DRIVER_ERROR = 2,  /* output holds a UTF-8 message from the driver */
+  LABHOST_UNAVAILABLE = 3    /* instrument not reachable (yet); output holds the reason */
+};
+
+/* A sink the host provides. write() appends `size` bytes; it returns 0 on success and
+ * non-zero when the host refuses (out of memory, over its limit); the driver then stops
+ * writing and returns an error status. */
+typedef struct labhost_output {
+  void* context;
+  int (*write)(void* context, const uint8_t* data, size_t size);
+} labhost_output;
+
+typedef struct labhost_param_info {
+  const char* name; /* as used in keyword arguments */
+  const char* type; /* "float64", "int64", "bool", "string", "bytes", "list", "map",
+                       "array<uint16>", "any", ... for describe */
+} labhost_param_info;
+
+typedef struct labhost_method_info {
+  const char* name;
+  const labhost_param_info* params;
+  uint32_t param_count;
+  const char* returns; /* type name as for params; "null" for none */
+  const char* doc;
+} labhost_method_info;
+
+typedef struct labhost_driver_descriptor {
+  uint32_t struct_size; /* sizeof(labhost_driver_descriptor) as the driver was built */
+  uint32_t abi_version; /* LABHOST_ABI_VERSION the driver was built against */
+  const char* name;     /* plugin name, equal to the file's stem ("sim_laser") */
+  const char* version;  /* driver version, free text ("1.2.0") */
+  const char* vendor;
+  const char* description;
+
+  const labhost_method_info* methods;
+  uint32_t method_count;
+
+  /* Opens one instance with `params` (an encoded map; an empty map when host.json gives
+   * none). On LABHOST_OK, *instance is set. Otherwise `error` holds the reason. */
+  int (*create)(const uint8_t* params, size_t params_size, void** instance,
+                labhost_output* error);
+  /* Frees an instance; close() was called first when present. Never fails. */
+  void (*destroy)(void* instance);
+  /* Calls methods[method_index] with `args` (an encoded list). On LABHOST_OK `result`
+   * holds one encoded value; otherwise it holds a UTF-8 message. */
+  int (*invoke)(void* instance, uint32_t method_index, const uint8_t* args, size_t args_size,
+                labhost_output* result);
+
+  /* Optional (may be NULL): releases the hardware before destroy. */
+  int (*close)(void* instance, labhost_output* error);
+  /* Optional (may be NULL): LABHOST_OK when the instrument answers, else the reason. */
+  int (*health)(void* instance, labhost_output* error);
+} labhost_driver_descriptor;
+
+typedef const labhost_driver_descriptor* (*labhost_entry_fn)(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* LABHOST_DRIVER_ABI_H */

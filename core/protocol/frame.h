@@ -1,0 +1,65 @@
+// frame.h: the fixed 16-byte frame header of labhost's wire protocol (docs/protocol.md).
+//
+// No I/O here: readers parse the header, check the payload length against their own
+// maximum BEFORE allocating, then read the payload. All integers are little-endian.
+#ifndef LABHOST_PROTOCOL_FRAME_H
+#define LABHOST_PROTOCOL_FRAME_H
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string_view>
+#include <vector>
+
+#include "labhost/errors.h"
+
+namespace labhost::protocol {
+
+constexpr std::array<std::uint8_t, 4> frame_magic = {'L', 'H', 'S', 'T'};
+constexpr std::uint8_t protocol_version = 1;
+constexpr std::size_t header_size = 16;
+/// Default maximum payload a peer accepts (64 MiB: a few camera frames).
+constexpr std::uint32_t default_max_payload = 64u << 20;
+
+/// Message types; the numbers are the wire byte at offset 5.
+enum class message_type : std::uint8_t {
+  hello = 1,        // client -> daemon: opens a session
+  welcome = 2,      // daemon -> client: session accepted
+  call = 3,         // client -> daemon: call a method
+  result = 4,       // daemon -> client: a call's return value
+  error = 5,        // daemon -> client: a request failed (typed error)
+  describe = 6,     // client -> daemon: list services, or one service's methods
+  description = 7,  // daemon -> client: answer to describe
+  ping = 8,         // either way: liveness (also the client's heartbeat)
+  pong = 9,         // answer to ping
+  goodbye = 10,     // client -> daemon: ends the session cleanly
+};
+
+/// Name of a message type for logs ("call"), or "unknown".
+std::string_view message_type_name(message_type type) noexcept;
+bool is_known_message_type(std::uint8_t byte) noexcept;
+
+struct frame_header {
+  std::uint8_t version = protocol_version;
+  message_type type = message_type::ping;
+  std::uint16_t flags = 0;
+  std::uint32_t request_id = 0;
+  std::uint32_t payload_size = 0;
+};
+
+/// Writes the 16 header bytes to `out` (which must hold header_size bytes).
+void write_header(const frame_header& header, std::span<std::uint8_t, header_size> out) noexcept;
+
+/// Parses and checks a header: magic, version, known type, payload_size <= max_payload.
+/// On failure the error is bad_frame or unsupported_version with a message saying why.
+result<frame_header> parse_header(std::span<const std::uint8_t, header_size> in,
+                                  std::uint32_t max_payload) noexcept;
+
+/// A complete frame ready to send: header bytes followed by the payload.
+std::vector<std::uint8_t> make_frame(message_type type, std::uint32_t request_id,
+                                     std::span<const std::uint8_t> payload);
+
+}  // namespace labhost::protocol
+
+#endif  // LABHOST_PROTOCOL_FRAME_H

@@ -1,0 +1,230 @@
+#include "messages.h"
+
+#include <cstring>
+
+namespace labhost::protocol {
+namespace {
+
+/// Reads typed fields out of a message map, remembering the first problem.
+class field_reader {
+ public:
+  field_reader(const value& v, std::string_view message) : v_(v), message_(message) {
+    if (!v.is_map()) fail("", "a map");
+  }
+
+  std::string text(std::string_view key, bool required = true) {
+    const value* f = find(key, required);
+    if (f == nullptr) return {};
+    if (!f->is_string()) return fail(key, "a string"), std::string{};
+    return f->as_string();
+  }
+  std::int64_t integer(std::string_view key, bool required = true, std::int64_t fallback = 0) {
+    const value* f = find(key, required);
+    if (f == nullptr) return fallback;
+    if (!f->is_int()) return fail(key, "an int64"), 0;
+    return f->as_int();
+  }
+  const value* get(std::string_view key, bool required = true) { return find(key, required); }
+
+  void fail(std::string_view key, std::string_view expected) {
+    if (problem_.empty())
+      problem_ = std::string(message_) + (key.empty() ? "" : "." + std::string(key)) +
+                 ": expected " + std::string(expected);
+  }
+  bool ok() const { return problem_.empty(); }
+  error err() const { return error{errc::bad_message, problem_}; }
+
+ private:
+  const value* find(std::string_view key, bool required) {
+    if (!v_.is_map()) return nullptr;
+    const value* f = v_.find(key);
+    if (f == nullptr && required) fail(key, "a value");
+    return f;
+  }
+
+  const value& v_;
+  std::string_view message_;
+  std::string problem_;
+};
+
+}  // namespace
+
+value to_value(const hello_message& m) {
+  return map{{"client_name", m.client_name},
+             {"pid", m.pid},
+             {"min_version", m.min_version},
+             {"max_version", m.max_version},
+             {"session_token", m.session_token}};
+}
+
+value to_value(const welcome_message& m) {
+  return map{{"version", m.version},
+             {"session_token", m.session_token},
+             {"daemon", m.daemon},
+             {"server_version", m.server_version},
+             {"lease_ms", m.lease_ms}};
+}
+
+value to_value(const call_message& m) {
+  return map{{"service", m.service}, {"method", m.method}, {"args", m.args}, {"kwargs", m.kwargs}};
+}
+
+value to_value(const describe_message& m) { return map{{"service", m.service}}; }
+
+value to_value(const error& e) {
+  return map{{"code", static_cast<std::int64_t>(e.code)},
+             {"name", std::string(e.name())},
+             {"message", e.message}};
+}
+
+value to_value(const service_description& s) {
+  list methods;
+  for (const auto& m : s.methods) {
+    list params;
+    for (const auto& p : m.params) params.push_back(map{{"name", p.name}, {"type", p.type}});
+    methods.push_back(map{{"name", m.name},
+                          {"params", std::move(params)},
+                          {"returns", m.returns},
+                          {"doc", m.doc}});
+  }
+  return map{{"name", s.name},
+             {"driver", s.driver},
+             {"driver_version", s.driver_version},
+             {"vendor", s.vendor},
+             {"description", s.description},
+             {"state", s.state},
+             {"reason", s.reason},
+             {"methods", std::move(methods)}};
+}
+
+value to_value(const daemon_description& d) {
+  list services;
+  for (const auto& s : d.services) services.push_back(to_value(s));
+  return map{{"daemon", d.daemon}, {"services", std::move(services)}};
+}
+
+result<hello_message> parse_hello(const value& v) {
+  field_reader r(v, "hello");
+  hello_message m;
+  m.client_name = r.text("client_name");
+  m.pid = r.integer("pid", false);
+  m.min_version = r.integer("min_version");
+  m.max_version = r.integer("max_version");
+  m.session_token = r.text("session_token", false);
+  if (!r.ok()) return r.err();
+  return m;
+}
+
+result<welcome_message> parse_welcome(const value& v) {
+  field_reader r(v, "welcome");
+  welcome_message m;
+  m.version = r.integer("version");
+  m.session_token = r.text("session_token");
+  m.daemon = r.text("daemon");
+  m.server_version = r.text("server_version", false);
+  m.lease_ms = r.integer("lease_ms", false);
+  if (!r.ok()) return r.err();
+  return m;
+}
+
+result<call_message> parse_call(value&& v) {
+  field_reader r(v, "call");
+  call_message m;
+  m.service = r.text("service");
+  m.method = r.text("method");
+  if (!r.ok()) return r.err();
+  // Move the arguments out rather than copy them: they may hold megabytes.
+  for (auto& [key, field] : v.as_map()) {
+    if (key == "args") {
+      if (!field.is_list()) return error{errc::bad_message, "call.args: expected a list"};
+      m.args = std::move(field.as_list());
+    } else if (key == "kwargs") {
+      if (!field.is_map()) return error{errc::bad_message, "call.kwargs: expected a map"};
+      m.kwargs = std::move(field.as_map());
+    }
+  }
+  return m;
+}
+
+result<describe_message> parse_describe(const value& v) {
+  field_reader r(v, "describe");
+  describe_message m;
+  m.service = r.text("service", false);
+  if (!r.ok()) return r.err();
+  return m;
+}
+
+error parse_error(const value& v) {
+  field_reader r(v, "error");
+  std::int64_t code = r.integer("code");
+  std::string message = r.text("message", false);
+  if (!r.ok()) return r.err();
+  return error{static_cast<errc>(code), std::move(message)};
+}
+
+result<service_description> parse_service_description(const value& v) {
+  field_reader r(v, "service");
+  service_description s;
+  s.name = r.text("name");
+  s.driver = r.text("driver", false);
+  s.driver_version = r.text("driver_version", false);
+  s.vendor = r.text("vendor", false);
+  s.description = r.text("description", false);
+  s.state = r.text("state", false);
+  s.reason = r.text("reason", false);
+  if (const value* methods = r.get("methods", false); methods && methods->is_list()) {
+    for (const auto& mv : methods->as_list()) {
+      field_reader mr(mv, "method");
+      method_description m;
+      m.name = mr.text("name");
+      m.returns = mr.text("returns", false);
+      m.doc = mr.text("doc", false);
+      if (const value* params = mr.get("params", false); params && params->is_list()) {
+        for (const auto& pv : params->as_list()) {
+          field_reader pr(pv, "param");
+          m.params.push_back({pr.text("name"), pr.text("type", false)});
+          if (!pr.ok()) return pr.err();
+        }
+      }
+      if (!mr.ok()) return mr.err();
+      s.methods.push_back(std::move(m));
+    }
+  }
+  if (!r.ok()) return r.err();
+  return s;
+}
+
+result<daemon_description> parse_daemon_description(const value& v) {
+  field_reader r(v, "description");
+  daemon_description d;
+  d.daemon = r.text("daemon");
+  const value* services = r.get("services");
+  if (!r.ok()) return r.err();
+  if (!services->is_list()) return error{errc::bad_message, "description.services: expected a list"};
+  for (const auto& sv : services->as_list()) {
+    auto s = parse_service_description(sv);
+    if (!s) return s.err();
+    d.services.push_back(std::move(*s));
+  }
+  return d;
+}
+
+result<value> decode_payload(std::span<const std::uint8_t> payload, const decode_limits& limits) {
+  auto decoded = decode(payload, limits);
+  if (!decoded.ok()) return error{errc::bad_frame, "payload: " + decoded.message()};
+  return std::move(decoded.decoded);
+}
+
+std::vector<std::uint8_t> encode_frame(message_type type, std::uint32_t request_id,
+                                       const value& payload) {
+  std::vector<std::uint8_t> frame(header_size);
+  encode(payload, frame);
+  frame_header h;
+  h.type = type;
+  h.request_id = request_id;
+  h.payload_size = static_cast<std::uint32_t>(frame.size() - header_size);
+  write_header(h, std::span<std::uint8_t, header_size>(frame.data(), header_size));
+  return frame;
+}
+
+}  // namespace labhost::protocol

@@ -1,0 +1,74 @@
+// messages.h: the payloads of each message type, as labhost::value maps (docs/protocol.md).
+//
+// Each payload is one encoded value; control messages are maps with the keys below. Parsing
+// takes untrusted values: a missing key or a wrong type is a bad_message error, never a throw.
+#ifndef LABHOST_PROTOCOL_MESSAGES_H
+#define LABHOST_PROTOCOL_MESSAGES_H
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "frame.h"
+#include "labhost/description.h"
+#include "labhost/errors.h"
+#include "labhost/value.h"
+#include "labhost/value_codec.h"
+
+namespace labhost::protocol {
+
+struct hello_message {
+  std::string client_name;    // "user@host" unless the client sets another
+  std::int64_t pid = 0;
+  std::int64_t min_version = protocol_version;
+  std::int64_t max_version = protocol_version;
+  std::string session_token;  // non-empty to resume an earlier session
+};
+
+struct welcome_message {
+  std::int64_t version = protocol_version;
+  std::string session_token;  // server-issued; present it again to resume
+  std::string daemon;         // daemon name
+  std::string server_version;
+  std::int64_t lease_ms = 0;  // the session ends after this long without a sign of life
+};
+
+struct call_message {
+  std::string service;
+  std::string method;
+  list args;
+  map kwargs;
+};
+
+struct describe_message {
+  std::string service;  // empty: describe the daemon (its services)
+};
+
+value to_value(const hello_message& m);
+value to_value(const welcome_message& m);
+value to_value(const call_message& m);
+value to_value(const describe_message& m);
+value to_value(const error& e);
+value to_value(const service_description& s);
+value to_value(const daemon_description& d);
+
+result<hello_message> parse_hello(const value& v);
+result<welcome_message> parse_welcome(const value& v);
+result<call_message> parse_call(value&& v);
+result<describe_message> parse_describe(const value& v);
+error parse_error(const value& v);
+result<service_description> parse_service_description(const value& v);
+result<daemon_description> parse_daemon_description(const value& v);
+
+/// Decodes a payload; a malformed one is a bad_frame error naming the byte.
+result<value> decode_payload(std::span<const std::uint8_t> payload,
+                             const decode_limits& limits = {});
+
+/// Encodes `payload` into a complete frame.
+std::vector<std::uint8_t> encode_frame(message_type type, std::uint32_t request_id,
+                                       const value& payload);
+
+}  // namespace labhost::protocol
+
+#endif  // LABHOST_PROTOCOL_MESSAGES_H

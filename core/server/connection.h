@@ -1,0 +1,78 @@
+// connection.h: one client connection to a daemon and the session it opened with hello.
+//
+// Reads frames one after another; a call is handed to its service's strand after the next
+// read has been started, so a slow call never stops this connection from reading (several
+// requests in flight, matched by request id). Replies may come from any pool thread: the
+// write queue and every operation on the socket are guarded by mutex_.
+// Lifetime: owned by shared_ptrs held in pending handlers; the daemon keeps a weak_ptr.
+#ifndef LABHOST_SERVER_CONNECTION_H
+#define LABHOST_SERVER_CONNECTION_H
+
+#include <array>
+#include <boost/asio/ip/tcp.hpp>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "../protocol/frame.h"
+#include "../protocol/messages.h"
+#include "daemon_state.h"
+#include "labhost/errors.h"
+
+namespace labhost::server {
+
+class connection : public std::enable_shared_from_this<connection> {
+ public:
+  connection(boost::asio::ip::tcp::socket socket, std::shared_ptr<daemon_state> state);
+  ~connection();
+  connection(const connection&) = delete;
+  connection& operator=(const connection&) = delete;
+
+  void start();
+  /// Sends one typed error with request id 0 and closes: for connections refused at accept.
+  void refuse(const error& e);
+  /// Closes the socket now; pending replies are dropped.
+  void stop();
+
+ private:
+  void do_read_header();
+  void do_read_payload();
+  void on_frame(const protocol::frame_header& header);
+  void handle_hello(std::uint32_t request_id, const value& payload);
+  void handle_describe(std::uint32_t request_id, const value& payload);
+  void handle_call(std::uint32_t request_id, value payload);
+  void run_call(std::uint32_t request_id, service_slot& slot, const protocol::call_message& call);
+
+  void send(std::vector<std::uint8_t> frame);
+  void send_error(std::uint32_t request_id, const error& e);
+  void close_after_flush();
+  void do_write();      // REQUIRES: mutex_ held
+  void close_locked();  // REQUIRES: mutex_ held
+
+  boost::asio::ip::tcp::socket socket_;
+  std::shared_ptr<daemon_state> state_;
+  std::string peer_;  // "127.0.0.1:53122", for logs
+
+  // Touched only by the read chain (one read outstanding at a time).
+  std::array<std::uint8_t, protocol::header_size> header_bytes_{};
+  protocol::frame_header header_;
+  std::vector<std::uint8_t> payload_;
+
+  // Session, set by hello on the read chain before any later frame is read.
+  bool greeted_ = false;
+  std::string client_name_;
+  std::string session_token_;
+
+  std::mutex mutex_;  // guards the socket's operations, write_queue_, writing_, closed_, close_after_flush_
+  std::deque<std::vector<std::uint8_t>> write_queue_;
+  bool writing_ = false;
+  bool closed_ = false;
+  bool close_after_flush_ = false;
+};
+
+}  // namespace labhost::server
+
+#endif  // LABHOST_SERVER_CONNECTION_H

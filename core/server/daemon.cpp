@@ -1,0 +1,154 @@
+#include "daemon.h"
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <stdexcept>
+#include <thread>
+#include <vector>
+
+#include "../logging/log.h"
+#include "connection.h"
+#include "daemon_state.h"
+
+namespace labhost::server {
+
+namespace asio = boost::asio;
+using asio::ip::tcp;
+
+namespace {
+
+// How long in-flight calls may take to finish once a stop is asked for.
+constexpr std::chrono::seconds stop_grace{10};
+
+tcp::endpoint resolve_listen(asio::io_context& io, const host::endpoint_address& address) {
+  boost::system::error_code ec;
+  auto ip = asio::ip::make_address(address.host, ec);
+  if (!ec) return {ip, address.port};
+  tcp::resolver resolver(io);
+  auto results = resolver.resolve(address.host, std::to_string(address.port), ec);
+  if (ec || results.empty())
+    throw std::runtime_error("cannot resolve listen address " + address.to_string() + ": " +
+                             ec.message());
+  return results.begin()->endpoint();
+}
+
+void accept_next(const std::shared_ptr<daemon_state>& state) {
+  state->acceptor.async_accept([state](boost::system::error_code ec, tcp::socket socket) {
+    if (ec) {
+      if (ec == asio::error::operation_aborted || !state->acceptor.is_open()) return;
+      LABHOST_LOG(warning) << "accept failed: " << ec.message();
+    } else {
+      auto c = std::make_shared<connection>(std::move(socket), state);
+      if (state->connection_count() >= state->config.max_connections) {
+        // Refused with a typed reply rather than left hanging in the backlog.
+        c->refuse({errc::busy, "daemon " + state->config.name + " already serves " +
+                                   std::to_string(state->config.max_connections) +
+                                   " connections (max_connections)"});
+      } else {
+        c->start();
+      }
+    }
+    accept_next(state);
+  });
+}
+
+}  // namespace
+
+daemon::daemon(host::daemon_config config, const std::filesystem::path& plugin_dir)
+    : state_(std::make_shared<daemon_state>(std::move(config))) {
+  const auto& cfg = state_->config;
+  for (const auto& service_config : cfg.services) {
+    auto slot = std::make_unique<service_slot>(service_slot{
+        std::make_unique<service::service>(service_config, plugin_dir), asio::make_strand(state_->io)});
+    if (slot->svc->ready())
+      LABHOST_LOG_SERVICE(info, service_config.name) << "ready (" << service_config.driver << ")";
+    else
+      LABHOST_LOG_SERVICE(error, service_config.name) << "unavailable: " << slot->svc->unavailable_reason();
+    state_->services.emplace(service_config.name, std::move(slot));
+  }
+  tcp::endpoint endpoint = resolve_listen(state_->io, cfg.address);
+  auto& acceptor = state_->acceptor;
+  boost::system::error_code ec;
+  acceptor.open(endpoint.protocol(), ec);
+  if (!ec) acceptor.set_option(tcp::acceptor::reuse_address(true), ec);
+  if (!ec) acceptor.bind(endpoint, ec);
+  if (!ec) acceptor.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec)
+    throw std::runtime_error("daemon " + cfg.name + ": cannot listen on " + cfg.address.to_string() +
+                             ": " + ec.message());
+}
+
+daemon::~daemon() = default;
+
+std::string daemon::local_address() const {
+  boost::system::error_code ec;
+  auto endpoint = state_->acceptor.local_endpoint(ec);
+  if (ec) return "";
+  host::endpoint_address a{endpoint.address().to_string(), endpoint.port()};
+  return a.to_string();
+}
+
+void daemon::run(bool handle_signals) {
+  auto state = state_;
+  auto work = asio::make_work_guard(state->io);
+  asio::signal_set signals(state->io);
+  if (handle_signals) {
+    signals.add(SIGINT);
+    signals.add(SIGTERM);
+    signals.async_wait([this](boost::system::error_code ec, int) {
+      if (!ec) stop();
+    });
+  }
+  accept_next(state);
+
+  // Stopping: runs on the io_context once stop() is asked; polls the in-flight count (a
+  // handful of wakeups at shutdown only) until calls are done or the grace period ends.
+  asio::steady_timer stop_timer(state->io);
+  stopping_ = [&, state] {
+    boost::system::error_code ec;
+    state->acceptor.close(ec);
+    signals.cancel(ec);
+    auto deadline = std::chrono::steady_clock::now() + stop_grace;
+    auto check = std::make_shared<std::function<void()>>();
+    *check = [&, state, deadline, check] {
+      if (state->calls_in_flight.load() > 0 && std::chrono::steady_clock::now() < deadline) {
+        stop_timer.expires_after(std::chrono::milliseconds(10));
+        stop_timer.async_wait([check](boost::system::error_code) { (*check)(); });
+        return;
+      }
+      if (state->calls_in_flight.load() > 0)
+        LABHOST_LOG(warning) << state->calls_in_flight.load()
+                             << " call(s) still running after the grace period; closing anyway";
+      state->close_all_connections();
+      work.reset();
+      state->io.stop();
+      *check = nullptr;  // break the self-reference
+    };
+    (*check)();
+  };
+
+  std::vector<std::thread> pool;
+  for (unsigned i = 1; i < state->config.pool_size; ++i)
+    pool.emplace_back([state] { state->io.run(); });
+  state->io.run();
+  for (auto& t : pool) t.join();
+
+  // No handler runs any more: close the drivers from this thread.
+  for (auto& [name, slot] : state->services) {
+    slot->svc->close();
+    LABHOST_LOG_SERVICE(debug, name) << "closed";
+  }
+  LABHOST_LOG(info) << "daemon " << state->config.name << " stopped";
+}
+
+void daemon::stop() {
+  if (state_->shutting_down.exchange(true)) return;
+  asio::post(state_->io, [this] {
+    if (stopping_) stopping_();
+  });
+}
+
+}  // namespace labhost::server

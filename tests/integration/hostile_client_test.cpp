@@ -1,0 +1,247 @@
+// Bad bytes on the wire get a typed error; the daemon keeps serving everyone else.
+#define BOOST_TEST_MODULE hostile_client
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <boost/test/unit_test.hpp>
+#include <cstring>
+#include <set>
+
+#include "labhost/value_codec.h"
+#include "protocol/frame.h"
+#include "protocol/messages.h"
+#include "test_daemon.h"
+
+using namespace labhost;
+using namespace labhost::protocol;
+using labhost::testing::test_daemon;
+
+namespace {
+
+/// A raw TCP connection that sends whatever bytes a test wants.
+class raw_socket {
+ public:
+  explicit raw_socket(std::uint16_t port) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    BOOST_TEST_REQUIRE(::connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+    timeval tv{30, 0};  // a safety net: replies are expected at once
+    ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  }
+  ~raw_socket() { ::close(fd_); }
+
+  void send(const std::vector<std::uint8_t>& bytes) {
+    BOOST_TEST_REQUIRE(::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(bytes.size()));
+  }
+  /// The next frame's header and decoded payload; nullopt when the daemon closed.
+  std::optional<std::pair<frame_header, value>> receive() {
+    std::array<std::uint8_t, header_size> head;
+    if (!read_exact(head.data(), head.size())) return std::nullopt;
+    auto h = parse_header(head, default_max_payload);
+    BOOST_TEST_REQUIRE(h.ok());
+    std::vector<std::uint8_t> payload(h->payload_size);
+    BOOST_TEST_REQUIRE(read_exact(payload.data(), payload.size()));
+    auto v = decode_payload(payload);
+    BOOST_TEST_REQUIRE(v.ok());
+    return std::make_pair(*h, *v);
+  }
+  bool closed_by_peer() {
+    char byte;
+    return ::recv(fd_, &byte, 1, 0) == 0;
+  }
+  void hello() {
+    send(encode_frame(message_type::hello, 1, to_value(hello_message{"hostile@test", 1, 1, 1, ""})));
+    auto reply = receive();
+    BOOST_TEST_REQUIRE(reply.has_value());
+    BOOST_TEST_REQUIRE((reply->first.type == message_type::welcome));
+  }
+
+ private:
+  bool read_exact(std::uint8_t* p, std::size_t n) {
+    std::size_t got = 0;
+    while (got < n) {
+      ssize_t r = ::recv(fd_, p + got, n - got, 0);
+      if (r <= 0) return false;
+      got += static_cast<std::size_t>(r);
+    }
+    return true;
+  }
+  int fd_;
+};
+
+errc error_code_of(const value& payload) { return parse_error(payload).code; }
+
+struct daemon_fixture {
+  test_daemon d{R"({"echo": {"driver": "test_echo"}})", R"("max_frame_bytes": 65536)"};
+  void still_serves() {
+    auto c = d.connect();
+    BOOST_TEST(c->call("echo", "add", {20, 22}).as_int() == 42);
+  }
+};
+
+}  // namespace
+
+BOOST_FIXTURE_TEST_SUITE(hostile, daemon_fixture)
+
+BOOST_AUTO_TEST_CASE(garbage_bytes_get_bad_frame_then_close) {
+  raw_socket s(d.port());
+  s.send(std::vector<std::uint8_t>(64, 0xEE));
+  auto reply = s.receive();
+  BOOST_TEST_REQUIRE(reply.has_value());
+  BOOST_TEST((reply->first.type == message_type::error));
+  BOOST_TEST((error_code_of(reply->second) == errc::bad_frame));
+  BOOST_TEST(s.closed_by_peer());
+  still_serves();
+}
+
+BOOST_AUTO_TEST_CASE(another_protocol_version_gets_unsupported_version) {
+  raw_socket s(d.port());
+  auto frame = encode_frame(message_type::hello, 1, to_value(hello_message{"x", 1, 1, 1, ""}));
+  frame[4] = 9;
+  s.send(frame);
+  auto reply = s.receive();
+  BOOST_TEST_REQUIRE(reply.has_value());
+  BOOST_TEST((error_code_of(reply->second) == errc::unsupported_version));
+  still_serves();
+
+  raw_socket s2(d.port());
+  s2.send(encode_frame(message_type::hello, 3, to_value(hello_message{"x", 1, 2, 5, ""})));
+  auto reply2 = s2.receive();
+  BOOST_TEST_REQUIRE(reply2.has_value());
+  BOOST_TEST(reply2->first.request_id == 3u);
+  BOOST_TEST((error_code_of(reply2->second) == errc::unsupported_version));
+}
+
+BOOST_AUTO_TEST_CASE(a_length_over_the_maximum_is_refused_before_reading_it) {
+  raw_socket s(d.port());
+  s.hello();
+  std::vector<std::uint8_t> head(header_size);
+  frame_header h;
+  h.type = message_type::call;
+  h.request_id = 5;
+  h.payload_size = 65537;  // one over max_frame_bytes; the payload is never sent
+  write_header(h, std::span<std::uint8_t, header_size>(head.data(), header_size));
+  s.send(head);
+  auto reply = s.receive();
+  BOOST_TEST_REQUIRE(reply.has_value());
+  BOOST_TEST((error_code_of(reply->second) == errc::bad_frame));
+  BOOST_TEST(parse_error(reply->second).message.find("exceeds the maximum of 65536") != std::string::npos);
+  still_serves();
+}
+
+BOOST_AUTO_TEST_CASE(a_length_just_under_the_maximum_is_read_and_answered) {
+  raw_socket s(d.port());
+  s.hello();
+  // A call whose payload is exactly the maximum: valid frame, its value padded with bytes.
+  value call = to_value(call_message{"echo", "echo", list{bytes{}}, {}});
+  auto probe = encode(call);
+  std::size_t padding = 65536 - probe.size();
+  call = to_value(call_message{"echo", "echo", list{bytes{std::vector<std::uint8_t>(padding, 1)}}, {}});
+  auto frame = encode_frame(message_type::call, 6, call);
+  BOOST_TEST_REQUIRE(frame.size() - header_size == 65536u);
+  s.send(frame);
+  auto reply = s.receive();
+  BOOST_TEST_REQUIRE(reply.has_value());
+  BOOST_TEST((reply->first.type == message_type::result));
+  BOOST_TEST(reply->second.as_bytes().data.size() == padding);
+}
+
+BOOST_AUTO_TEST_CASE(a_malformed_payload_gets_bad_frame_and_the_connection_goes_on) {
+  raw_socket s(d.port());
+  s.hello();
+  s.send(make_frame(message_type::call, 7, std::vector<std::uint8_t>{6, 0xFF, 0xFF, 0xFF, 0x7F}));
+  auto reply = s.receive();
+  BOOST_TEST_REQUIRE(reply.has_value());
+  BOOST_TEST(reply->first.request_id == 7u);
+  BOOST_TEST((error_code_of(reply->second) == errc::bad_frame));
+  // Deep nesting: refused as a value error, not a stack overflow.
+  std::vector<std::uint8_t> deep;
+  for (int i = 0; i < 5000; ++i) deep.insert(deep.end(), {6, 1, 0, 0, 0});
+  deep.push_back(0);
+  s.send(make_frame(message_type::call, 8, deep));
+  reply = s.receive();
+  BOOST_TEST_REQUIRE(reply.has_value());
+  BOOST_TEST((error_code_of(reply->second) == errc::bad_frame));
+  // The same connection still works.
+  s.send(encode_frame(message_type::call, 9, to_value(call_message{"echo", "add", {1, 2}, {}})));
+  reply = s.receive();
+  BOOST_TEST_REQUIRE(reply.has_value());
+  BOOST_TEST(reply->second.as_int() == 3);
+}
+
+BOOST_AUTO_TEST_CASE(wrong_shapes_and_message_types_get_bad_message) {
+  raw_socket s(d.port());
+  s.send(encode_frame(message_type::call, 1, to_value(call_message{"echo", "add", {1, 2}, {}})));
+  auto reply = s.receive();  // call before hello
+  BOOST_TEST_REQUIRE(reply.has_value());
+  BOOST_TEST((error_code_of(reply->second) == errc::bad_message));
+  s.hello();
+  s.send(encode_frame(message_type::call, 2, value(list{1, 2})));
+  BOOST_TEST((error_code_of(s.receive()->second) == errc::bad_message));
+  s.send(encode_frame(message_type::result, 3, value(1)));
+  BOOST_TEST((error_code_of(s.receive()->second) == errc::bad_message));
+  s.send(encode_frame(message_type::ping, 4, nullptr));
+  BOOST_TEST((s.receive()->first.type == message_type::pong));
+}
+
+BOOST_AUTO_TEST_CASE(a_truncated_frame_then_disconnect_leaves_the_daemon_serving) {
+  {
+    raw_socket s(d.port());
+    s.hello();
+    auto frame = encode_frame(message_type::call, 2, to_value(call_message{"echo", "add", {1, 2}, {}}));
+    frame.resize(frame.size() - 3);
+    s.send(frame);
+  }
+  still_serves();
+}
+
+BOOST_AUTO_TEST_CASE(several_requests_in_flight_are_answered_by_request_id) {
+  raw_socket s(d.port());
+  s.hello();
+  std::vector<std::uint8_t> batch;
+  for (std::uint32_t id = 100; id < 110; ++id) {
+    auto f = encode_frame(message_type::call, id, to_value(call_message{"echo", "add", {id, 1}, {}}));
+    batch.insert(batch.end(), f.begin(), f.end());
+  }
+  s.send(batch);
+  std::set<std::uint32_t> answered;
+  for (int i = 0; i < 10; ++i) {
+    auto reply = s.receive();
+    BOOST_TEST_REQUIRE(reply.has_value());
+    BOOST_TEST(reply->second.as_int() == static_cast<std::int64_t>(reply->first.request_id) + 1);
+    answered.insert(reply->first.request_id);
+  }
+  BOOST_TEST(answered.size() == 10u);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_CASE(a_connection_over_the_maximum_gets_busy_and_the_daemon_keeps_serving) {
+  test_daemon d(R"({"echo": {"driver": "test_echo"}})", R"("max_connections": 2)");
+  auto first = d.connect();
+  auto second = d.connect();
+  try {
+    d.connect();
+    BOOST_FAIL("a third connection was accepted");
+  } catch (const remote_error& e) {
+    BOOST_TEST((e.code() == errc::busy));
+    BOOST_TEST(e.message().find("max_connections") != std::string::npos);
+  }
+  BOOST_TEST(first->call("echo", "add", {1, 1}).as_int() == 2);
+  second->close();
+  // The freed slot is usable again once the daemon has seen the goodbye (bounded retries).
+  bool connected = false;
+  for (int i = 0; i < 1000 && !connected; ++i) {
+    try {
+      connected = d.connect()->call("echo", "add", {2, 2}).as_int() == 4;
+    } catch (const remote_error& e) {
+      BOOST_TEST_REQUIRE((e.code() == errc::busy));
+    }
+  }
+  BOOST_TEST(connected);
+}

@@ -1,0 +1,25 @@
+// test_abi_version: a hand-written descriptor whose abi_version is set at build time
+// (TEST_ABI_VERSION), to check that the host refuses another major and a newer minor.
+#include <labhost/driver_abi.h>
+
+#include <boost/dll/alias.hpp>
+
+namespace {
+
+int create(const uint8_t*, size_t, void** instance, labhost_output*) {
+  static int dummy;
+  *instance = &dummy;
+  return LABHOST_OK;
+}
+void destroy(void*) {}
+int invoke(void*, uint32_t, const uint8_t*, size_t, labhost_output*) { return LABHOST_OK; }
+
+const labhost_driver_descriptor descriptor = {
+    sizeof(labhost_driver_descriptor), TEST_ABI_VERSION, TEST_NAME, "0.1.0", "labhost tests",
+    "ABI version test", nullptr, 0, &create, &destroy, &invoke, nullptr, nullptr};
+
+const labhost_driver_descriptor* entry() { return &descriptor; }
+
+}  // namespace
+
+BOOST_DLL_ALIAS(entry, labhost_driver_entry)

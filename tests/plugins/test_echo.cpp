@@ -1,0 +1,126 @@
+// test_echo: a driver for tests. Echoes values, fails on request, and has gates: a call
+// that blocks until the test opens it, so concurrency tests wait on events, not sleeps.
+// Gates are process-wide, so two services of one daemon (two instances) share them.
+#include <labhost/driver.h>
+
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <thread>
+#include <condition_variable>
+#include <map>
+#include <mutex>
+#include <string>
+
+namespace {
+
+struct gate {
+  int waiting = 0;  // calls inside wait_gate
+  bool open = false;
+};
+
+std::mutex gates_mutex;  // guards gates
+std::condition_variable gates_changed;
+std::map<std::string, gate> gates;
+
+std::atomic<int> instances_alive{0};
+std::atomic<int> instances_created{0};
+
+class test_echo {
+ public:
+  explicit test_echo(const labhost::params& p) : label_(p.get("label", "echo")) {
+    ++instances_alive;
+    ++instances_created;
+  }
+  ~test_echo() { --instances_alive; }
+  test_echo(const test_echo&) = delete;
+  test_echo& operator=(const test_echo&) = delete;
+
+  labhost::value echo(labhost::value v) { return v; }
+  std::int64_t add(std::int64_t a, std::int64_t b) { return a + b; }
+  double scale(double x, double factor) { return x * factor; }
+  std::string label() const { return label_; }
+  void fail(std::string message) { throw labhost::driver_error(message); }
+  void fail_unknown() { throw 42; }
+  double sum(std::vector<double> values) {
+    double total = 0;
+    for (double v : values) total += v;
+    return total;
+  }
+  std::vector<std::uint16_t> ramp(std::int64_t count) {
+    std::vector<std::uint16_t> out(static_cast<std::size_t>(count));
+    for (std::size_t i = 0; i < out.size(); ++i) out[i] = static_cast<std::uint16_t>(i);
+    return out;
+  }
+  labhost::bytes reverse_bytes(labhost::bytes b) {
+    std::reverse(b.data.begin(), b.data.end());
+    return b;
+  }
+  std::int64_t calls() { return ++calls_; }
+
+  /// Blocks until open_gate(name); returns how many calls were waiting in it, itself included.
+  std::int64_t wait_gate(std::string name) {
+    std::unique_lock lock(gates_mutex);
+    auto& g = gates[name];
+    ++g.waiting;
+    gates_changed.notify_all();
+    gates_changed.wait(lock, [&] { return gates[name].open; });
+    std::int64_t waiting = gates[name].waiting;
+    --gates[name].waiting;
+    return waiting;
+  }
+  /// Blocks until at least `count` calls wait in gate `name`.
+  void wait_entered(std::string name, std::int64_t count) {
+    std::unique_lock lock(gates_mutex);
+    gates_changed.wait(lock, [&] { return gates[name].waiting >= count; });
+  }
+  std::int64_t waiting(std::string name) {
+    std::lock_guard lock(gates_mutex);
+    return gates[name].waiting;
+  }
+  void open_gate(std::string name) {
+    std::lock_guard lock(gates_mutex);
+    gates[name].open = true;
+    gates_changed.notify_all();
+  }
+  /// Blocks until a file exists (counted as waiting in gate `path`): a gate the test opens
+  /// without calling the daemon, for when the daemon refuses new calls.
+  void wait_file(std::string path) {
+    {
+      std::lock_guard lock(gates_mutex);
+      ++gates[path].waiting;
+      gates_changed.notify_all();
+    }
+    while (!std::filesystem::exists(path)) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    std::lock_guard lock(gates_mutex);
+    --gates[path].waiting;
+  }
+  std::int64_t alive() { return instances_alive.load(); }
+  std::int64_t created() { return instances_created.load(); }
+
+ private:
+  std::string label_;
+  std::int64_t calls_ = 0;
+};
+
+}  // namespace
+
+LABHOST_DRIVER(test_echo, "test_echo", "0.1.0", "labhost tests", "Echo and gate driver for tests",
+    labhost::method(&test_echo::echo, "echo", {"value"}, "Returns its argument."),
+    labhost::method(&test_echo::add, "add", {"a", "b"}, "a + b."),
+    labhost::method(&test_echo::scale, "scale", {"x", "factor"}, "x * factor."),
+    labhost::method(&test_echo::label, "label", {}, "The label parameter."),
+    labhost::method(&test_echo::fail, "fail", {"message"}, "Throws driver_error(message)."),
+    labhost::method(&test_echo::fail_unknown, "fail_unknown", {}, "Throws a non-std exception."),
+    labhost::method(&test_echo::sum, "sum", {"values"}, "Sum of a float64 array or list."),
+    labhost::method(&test_echo::ramp, "ramp", {"count"}, "uint16 array 0, 1, ..."),
+    labhost::method(&test_echo::reverse_bytes, "reverse_bytes", {"data"}, "Bytes reversed."),
+    labhost::method(&test_echo::calls, "calls", {}, "Calls of this method on this instance."),
+    labhost::method(&test_echo::wait_gate, "wait_gate", {"name"}, "Blocks until open_gate(name)."),
+    labhost::method(&test_echo::wait_entered, "wait_entered", {"name", "count"},
+                    "Blocks until count calls wait in gate name."),
+    labhost::method(&test_echo::waiting, "waiting", {"name"}, "Calls waiting in gate name."),
+    labhost::method(&test_echo::open_gate, "open_gate", {"name"}, "Releases gate name for good."),
+    labhost::method(&test_echo::wait_file, "wait_file", {"path"}, "Blocks until the file exists."),
+    labhost::method(&test_echo::alive, "alive", {}, "Live instances of this driver."),
+    labhost::method(&test_echo::created, "created", {}, "Instances created so far."))

@@ -1,0 +1,81 @@
+#include "test_daemon.h"
+
+#include <fstream>
+#include <signal.h>
+#include <sstream>
+#include <stdexcept>
+#include <stdlib.h>
+
+namespace labhost::testing {
+
+std::filesystem::path bin_dir() { return LABHOST_TEST_BIN_DIR; }
+std::filesystem::path plugin_dir() { return LABHOST_TEST_SIM_PLUGIN_DIR; }
+std::filesystem::path test_plugin_dir() { return LABHOST_TEST_PLUGIN_DIR; }
+
+temp_dir::temp_dir() {
+  std::string pattern = (std::filesystem::temp_directory_path() / "labhost-test-XXXXXX").string();
+  if (::mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
+  path_ = pattern;
+}
+
+temp_dir::~temp_dir() {
+  std::error_code ec;
+  std::filesystem::remove_all(path_, ec);
+}
+
+std::filesystem::path make_plugin_folder(const std::filesystem::path& dir) {
+  auto plugins = dir / "plugins";
+  std::filesystem::create_directories(plugins);
+  for (const auto& source : {plugin_dir(), test_plugin_dir()})
+    for (const auto& entry : std::filesystem::directory_iterator(source))
+      if (entry.path().extension() == ".so")
+        std::filesystem::create_symlink(entry.path(), plugins / entry.path().filename());
+  return plugins;
+}
+
+test_daemon::test_daemon(const std::string& services, const std::string& daemon_keys) {
+  make_plugin_folder(dir_.path());
+  auto config = dir_.path() / "host.json";
+  {
+    std::ofstream out(config);
+    out << "{\"plugin_dir\": \"plugins\", \"daemons\": {\"test\": {\"address\": \"127.0.0.1:0\", "
+        << (daemon_keys.empty() ? "" : daemon_keys + ", ") << "\"services\": " << services << "}}}\n";
+  }
+  process_ = std::make_unique<test_process>(
+      std::vector<std::string>{(bin_dir() / "labhost").string(), "daemon", "--config", config.string(),
+                               "--name", "test", "--log-level", "debug"},
+      (dir_.path() / "daemon.log").string());
+  auto line = process_->read_line();
+  const std::string marker = " listening on 127.0.0.1:";
+  auto at = line ? line->find(marker) : std::string::npos;
+  if (at == std::string::npos)
+    throw std::runtime_error("labhost daemon did not start: " + log());
+  port_ = static_cast<std::uint16_t>(std::stoi(line->substr(at + marker.size())));
+}
+
+test_daemon::~test_daemon() {
+  if (process_->running()) stop();
+}
+
+std::string test_daemon::address(const std::string& service) const {
+  return "lab://127.0.0.1:" + std::to_string(port_) + (service.empty() ? "" : "/" + service);
+}
+
+std::shared_ptr<client> test_daemon::connect(client_options options) const {
+  if (options.client_name.empty()) options.client_name = "test@localhost";
+  return client::connect("127.0.0.1", port_, options);
+}
+
+std::string test_daemon::log() const {
+  std::ifstream in(dir_.path() / "daemon.log");
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+int test_daemon::stop() {
+  process_->signal(SIGTERM);
+  return process_->wait_or_kill(std::chrono::seconds(30));
+}
+
+}  // namespace labhost::testing

@@ -1,0 +1,133 @@
+// host.json validation: every error names its path and what was expected.
+#define BOOST_TEST_MODULE host_config
+#include <boost/test/unit_test.hpp>
+#include <fstream>
+
+#include "host/host_config.h"
+#include "test_daemon.h"
+
+using namespace labhost;
+using namespace labhost::host;
+
+namespace {
+
+struct folder {
+  testing::temp_dir dir;
+  folder() { testing::make_plugin_folder(dir.path()); }
+  host_config parse(const std::string& text) { return parse_host_config(text, dir.path() / "host.json"); }
+  std::string error_of(const std::string& text) {
+    try {
+      parse(text);
+    } catch (const config_error& e) {
+      return e.what();
+    }
+    return "no error";
+  }
+};
+
+std::string with_service(const std::string& service) {
+  return R"({"daemons": {"main": {"address": "127.0.0.1:7701", "services": {"laser": )" + service + "}}}}";
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(repository_host_json_is_valid) {
+  auto config = load_host_config(std::filesystem::path(LABHOST_SOURCE_DIR) / "host.json");
+  BOOST_TEST_REQUIRE(config.daemons.size() == 2u);
+  const auto* main = config.find_daemon("main");
+  BOOST_TEST_REQUIRE(main != nullptr);
+  BOOST_TEST(main->address.to_string() == "127.0.0.1:7701");
+  BOOST_TEST(main->services.size() == 3u);
+  BOOST_TEST(config.find_daemon("camera")->address.port == 7702);
+}
+
+BOOST_AUTO_TEST_CASE(defaults_apply) {
+  folder f;
+  auto config = f.parse(with_service(R"({"driver": "sim_laser"})"));
+  const auto& d = config.daemons.at(0);
+  BOOST_TEST((d.type == server_type::threaded));
+  BOOST_TEST(d.pool_size == 4u);
+  BOOST_TEST(d.lease.count() == 10'000);
+  BOOST_TEST((d.services.at(0).mode == instance_mode::single));
+  BOOST_TEST(d.services.at(0).params.is_map());
+}
+
+BOOST_AUTO_TEST_CASE(misspelt_driver_names_the_path_and_suggests) {
+  folder f;
+  std::string e = f.error_of(with_service(R"({"driver": "sim_lazer"})"));
+  BOOST_TEST(e.starts_with("daemons.main.services.laser.driver: no plugin \"sim_lazer\" in "), e);
+  BOOST_TEST(e.ends_with("(did you mean sim_laser?)"), e);
+}
+
+BOOST_AUTO_TEST_CASE(driver_paths_are_refused) {
+  folder f;
+  for (auto bad : {"../sim_laser", "/usr/lib/x.so", "sub/sim_laser", ""}) {
+    std::string e = f.error_of(with_service(std::string(R"({"driver": ")") + bad + "\"}"));
+    BOOST_TEST(e.starts_with("daemons.main.services.laser.driver: "), e);
+    BOOST_TEST(e.find("not a plain plugin name") != std::string::npos, e);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(unknown_keys_are_errors_at_every_level) {
+  folder f;
+  BOOST_TEST(f.error_of(R"({"daemons": {}, "colour": 1})").starts_with("colour: unknown key"));
+  BOOST_TEST(f.error_of(R"({"daemons": {"main": {"address": "127.0.0.1:1", "pool": 3, "services": {}}}})")
+                 .starts_with("daemons.main.pool: unknown key"));
+  BOOST_TEST(f.error_of(with_service(R"({"driver": "sim_laser", "param": {}})"))
+                 .starts_with("daemons.main.services.laser.param: unknown key"));
+}
+
+BOOST_AUTO_TEST_CASE(duplicate_ports_are_errors) {
+  folder f;
+  std::string e = f.error_of(R"({"daemons": {
+      "a": {"address": "127.0.0.1:7701", "services": {}},
+      "b": {"address": "127.0.0.1:7701", "services": {}}}})");
+  BOOST_TEST(e == "daemons.b.address: port 7701 is already used by daemon a");
+}
+
+BOOST_AUTO_TEST_CASE(wrong_types_and_ranges_name_the_path) {
+  folder f;
+  BOOST_TEST(f.error_of(R"({"daemons": {"main": {"address": 7701, "services": {}}}})") ==
+             "daemons.main.address: expected \"HOST:PORT\"");
+  BOOST_TEST(f.error_of(R"({"daemons": {"main": {"address": "127.0.0.1:99999", "services": {}}}})") ==
+             "daemons.main.address: \"127.0.0.1:99999\": port above 65535");
+  BOOST_TEST(f.error_of(R"({"daemons": {"main": {"address": "127.0.0.1:1", "pool_size": 0, "services": {}}}})") ==
+             "daemons.main.pool_size: 0 is out of range (expected 1 to 256)");
+  BOOST_TEST(f.error_of(R"({"daemons": {"main": {"address": "127.0.0.1:1", "server_type": "forked", "services": {}}}})") ==
+             "daemons.main.server_type: \"forked\" (expected threaded or multiplexed)");
+  BOOST_TEST(f.error_of(with_service(R"({"driver": "sim_laser", "mode": "always"})")) ==
+             "daemons.main.services.laser.mode: \"always\" (expected single, session or percall)");
+  BOOST_TEST(f.error_of(with_service(R"({"driver": "sim_laser", "params": [1]})")) ==
+             "daemons.main.services.laser.params: expected an object");
+  BOOST_TEST(f.error_of(with_service(R"({"params": {}})")) ==
+             "daemons.main.services.laser.driver: missing (expected a plugin name)");
+  BOOST_TEST(f.error_of(R"({"daemons": {"main": {"address": "127.0.0.1:1"}}})") ==
+             "daemons.main.services: missing (expected an object of services)");
+}
+
+BOOST_AUTO_TEST_CASE(broken_json_says_so) {
+  folder f;
+  std::string e = f.error_of(R"({"daemons": {)");
+  BOOST_TEST(e.find("not valid JSON") != std::string::npos, e);
+}
+
+BOOST_AUTO_TEST_CASE(comments_and_trailing_commas_are_allowed) {
+  folder f;
+  auto config = f.parse("{\n // the lab's laser\n \"daemons\": {\"main\": {\"address\": \"127.0.0.1:7701\", "
+                        "\"services\": {\"laser\": {\"driver\": \"sim_laser\",},},},},}");
+  BOOST_TEST(config.daemons.size() == 1u);
+}
+
+BOOST_AUTO_TEST_CASE(missing_plugin_folder_is_an_error) {
+  folder f;
+  BOOST_TEST(f.error_of(R"({"plugin_dir": "nowhere", "daemons": {}})").starts_with("plugin_dir: "));
+}
+
+BOOST_AUTO_TEST_CASE(endpoints_parse) {
+  BOOST_TEST(parse_endpoint("[::1]:7701").host == "::1");
+  BOOST_TEST(parse_endpoint("[::1]:7701").to_string() == "[::1]:7701");
+  BOOST_TEST(parse_endpoint("localhost:80").port == 80);
+  BOOST_CHECK_THROW(parse_endpoint("7701"), std::invalid_argument);
+  BOOST_CHECK_THROW(parse_endpoint("::1:7701"), std::invalid_argument);
+  BOOST_CHECK_THROW(parse_endpoint("host:"), std::invalid_argument);
+}
