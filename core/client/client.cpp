@@ -9,12 +9,14 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <array>
 #include <atomic>
 #include <cerrno>
 #include <condition_variable>
 #include <cstring>
 #include <map>
 #include <mutex>
+#include <thread>
 
 #include "../protocol/frame.h"
 #include "../protocol/messages.h"
@@ -47,13 +49,68 @@ struct pending_reply {
 
 }  // namespace
 
+namespace {
+
+int connect_socket(const std::string& host, std::uint16_t port, std::chrono::milliseconds timeout) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* found = nullptr;
+  int rc = ::getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &found);
+  if (rc != 0) fail(errc::connection_lost, "cannot resolve " + host + ": " + ::gai_strerror(rc));
+  std::unique_ptr<addrinfo, decltype(&::freeaddrinfo)> guard(found, &::freeaddrinfo);
+  std::string last_error = "no address";
+  for (addrinfo* a = found; a != nullptr; a = a->ai_next) {
+    int fd = ::socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
+    if (fd < 0) continue;
+    // Non-blocking connect so that an unreachable host fails after `timeout`, not minutes.
+    int flags = ::fcntl(fd, F_GETFL);
+    ::fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+    int r = ::connect(fd, a->ai_addr, a->ai_addrlen);
+    if (r < 0 && errno == EINPROGRESS) {
+      pollfd p{fd, POLLOUT, 0};
+      r = ::poll(&p, 1, static_cast<int>(timeout.count()));
+      if (r == 0) {
+        last_error = "timed out";
+        ::close(fd);
+        continue;
+      }
+      int so_error = 0;
+      socklen_t len = sizeof so_error;
+      ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &so_error, &len);
+      r = so_error == 0 ? 0 : -1;
+      errno = so_error;
+    }
+    if (r == 0) {
+      ::fcntl(fd, F_SETFL, flags);
+      int one = 1;
+      ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+      return fd;
+    }
+    last_error = std::strerror(errno);
+    ::close(fd);
+  }
+  fail(errc::connection_lost, "cannot connect to " + host + ":" + std::to_string(port) + ": " + last_error);
+}
+
+}  // namespace
+
 // Leader/follower on one blocking socket: a caller waiting for its reply either becomes the
 // reader (reads frames and hands each to its waiter) or sleeps until a reader hands it its
 // reply. A lone sequential caller thus reads its own reply: no thread hop, no extra wakeup.
 struct client::impl {
   int fd = -1;
+  std::string host;
+  std::uint16_t port = 0;
   client_options options;
-  protocol::welcome_message welcome;
+  protocol::welcome_message welcome;  // replaced under state_mutex by resume()
+
+  std::mutex connect_mutex;  // one resume at a time
+
+  std::mutex heartbeat_mutex;  // guards closing
+  std::condition_variable heartbeat_wake;
+  bool closing = false;
+  std::thread heartbeat_thread;
 
   std::mutex write_mutex;  // serializes whole frames on the socket
 
@@ -63,25 +120,129 @@ struct client::impl {
   bool reader_active = false;
   std::optional<error> broken;  // set once the connection is unusable
   std::uint32_t next_id = 1;
+  std::atomic<bool> closing_requested{false};  // close() was called: never reconnect
+
+  /// A connection that broke can be replaced; one that the daemon refused (busy) or that
+  /// this client closed cannot.
+  bool reconnectable() {
+    std::lock_guard lock(state_mutex);
+    return broken && broken->code == errc::connection_lost && !closing_requested;
+  }
 
   ~impl() {
+    stop_heartbeats();
     if (fd >= 0) ::close(fd);
+  }
+
+  void stop_heartbeats() {
+    {
+      std::lock_guard lock(heartbeat_mutex);
+      closing = true;
+    }
+    heartbeat_wake.notify_all();
+    if (heartbeat_thread.joinable() && heartbeat_thread.get_id() != std::this_thread::get_id())
+      heartbeat_thread.join();
+  }
+
+  /// Pings every third of the lease; after a break, resumes the session when allowed.
+  void heartbeat_loop() {
+    std::unique_lock lock(heartbeat_mutex);
+    while (!closing) {
+      auto period = std::max(std::chrono::milliseconds(welcome.lease_ms / 3), std::chrono::milliseconds(10));
+      if (heartbeat_wake.wait_for(lock, period, [&] { return closing; })) break;
+      lock.unlock();
+      try {
+        if (is_broken()) {
+          if (options.reconnect) resume_session();
+        } else {
+          expect(request(message_type::ping, nullptr), message_type::pong);
+        }
+      } catch (const remote_error&) {
+        // the next beat retries; callers see the failure on their own requests
+      }
+      lock.lock();
+    }
+  }
+
+  bool is_broken() {
+    std::lock_guard lock(state_mutex);
+    return broken.has_value();
+  }
+
+  /// Opens a connection and says hello on it, before anyone else may use it.
+  std::pair<int, protocol::welcome_message> open_connection(const std::string& token) {
+    int new_fd = connect_socket(host, port, options.connect_timeout);
+    try {
+      protocol::hello_message hello;
+      hello.client_name = options.client_name;
+      hello.pid = ::getpid();
+      hello.session_token = token;
+      auto frame = protocol::encode_frame(message_type::hello, 1, protocol::to_value(hello));
+      send_on(new_fd, frame);
+      auto deadline = std::chrono::steady_clock::now() + options.connect_timeout;
+      std::array<std::uint8_t, protocol::header_size> header_bytes;
+      if (auto e = read_exact_on(new_fd, header_bytes.data(), header_bytes.size(), deadline)) throw remote_error(*e);
+      auto header = protocol::parse_header(header_bytes, options.max_frame_bytes);
+      if (!header) throw remote_error(header.err());
+      std::vector<std::uint8_t> payload(header->payload_size);
+      if (auto e = read_exact_on(new_fd, payload.data(), payload.size(), deadline)) throw remote_error(*e);
+      pending_reply reply;
+      reply.type = header->type;
+      reply.payload = std::move(payload);
+      auto welcome_message = protocol::parse_welcome(expect(std::move(reply), message_type::welcome));
+      if (!welcome_message) throw remote_error(welcome_message.err());
+      return {new_fd, std::move(*welcome_message)};
+    } catch (...) {
+      ::close(new_fd);
+      throw;
+    }
+  }
+
+  /// Replaces a broken connection by a new one that resumes the session.
+  bool resume_session() {
+    std::lock_guard guard(connect_mutex);
+    std::string token;
+    {
+      std::unique_lock lock(state_mutex);
+      if (!broken) return true;  // another thread already resumed it
+      state_changed.wait(lock, [&] { return !reader_active; });
+      token = welcome.session_token;
+    }
+    auto [new_fd, new_welcome] = open_connection(token);
+    std::lock_guard lock(state_mutex);
+    {
+      std::lock_guard write_lock(write_mutex);
+      ::close(fd);
+      fd = new_fd;
+    }
+    welcome = std::move(new_welcome);
+    broken.reset();
+    return welcome.resumed;
   }
 
   void write_all(const std::vector<std::uint8_t>& frame) {
     std::lock_guard lock(write_mutex);
+    send_on(fd, frame);
+  }
+
+  static void send_on(int socket, const std::vector<std::uint8_t>& frame) {
     std::size_t sent = 0;
     while (sent < frame.size()) {
-      ssize_t n = ::send(fd, frame.data() + sent, frame.size() - sent, MSG_NOSIGNAL);
+      ssize_t n = ::send(socket, frame.data() + sent, frame.size() - sent, MSG_NOSIGNAL);
       if (n < 0 && errno == EINTR) continue;
       if (n <= 0) fail(errc::connection_lost, std::string("send failed: ") + std::strerror(errno));
       sent += static_cast<std::size_t>(n);
     }
   }
 
-  /// Reads exactly `size` bytes; waits at most until `deadline` when it is set.
   std::optional<error> read_exact(std::uint8_t* data, std::size_t size,
                                   std::optional<std::chrono::steady_clock::time_point> deadline) {
+    return read_exact_on(fd, data, size, deadline);
+  }
+
+  /// Reads exactly `size` bytes; waits at most until `deadline` when it is set.
+  static std::optional<error> read_exact_on(int fd, std::uint8_t* data, std::size_t size,
+                                            std::optional<std::chrono::steady_clock::time_point> deadline) {
     std::size_t got = 0;
     while (got < size) {
       if (deadline) {
@@ -136,19 +297,29 @@ struct client::impl {
     return std::nullopt;
   }
 
-  void break_connection(const error& e) {  // REQUIRES: state_mutex held
+  /// Fails every waiting request and stops the reader. `abortive` drops the link the way a
+  /// network failure would (the daemon sees a reset, not a close, and keeps the session for
+  /// a resume); otherwise the daemon sees an orderly close and ends the session.
+  void break_connection(const error& e, bool abortive = false) {  // REQUIRES: state_mutex held
     if (!broken) broken = e;
     for (auto& [id, reply] : pending) {
       reply->done = true;
       reply->failure = *broken;
     }
     pending.clear();
-    ::shutdown(fd, SHUT_RDWR);
+    if (abortive) {
+      linger reset{1, 0};  // close() then sends RST
+      ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &reset, sizeof reset);
+      ::shutdown(fd, SHUT_RD);  // wakes a blocked reader without telling the daemon anything
+    } else {
+      ::shutdown(fd, SHUT_RDWR);
+    }
     state_changed.notify_all();
   }
 
   /// Sends one request and waits for its reply frame.
   pending_reply request(message_type type, const value& payload) {
+    if (options.reconnect && closing_requested == false && is_broken() && reconnectable()) resume_session();
     auto reply = std::make_shared<pending_reply>();
     std::uint32_t id;
     {
@@ -206,51 +377,6 @@ struct client::impl {
   }
 };
 
-namespace {
-
-int connect_socket(const std::string& host, std::uint16_t port, std::chrono::milliseconds timeout) {
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  addrinfo* found = nullptr;
-  int rc = ::getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &found);
-  if (rc != 0) fail(errc::connection_lost, "cannot resolve " + host + ": " + ::gai_strerror(rc));
-  std::unique_ptr<addrinfo, decltype(&::freeaddrinfo)> guard(found, &::freeaddrinfo);
-  std::string last_error = "no address";
-  for (addrinfo* a = found; a != nullptr; a = a->ai_next) {
-    int fd = ::socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
-    if (fd < 0) continue;
-    // Non-blocking connect so that an unreachable host fails after `timeout`, not minutes.
-    int flags = ::fcntl(fd, F_GETFL);
-    ::fcntl(fd, F_SETFL, flags | O_NONBLOCK);
-    int r = ::connect(fd, a->ai_addr, a->ai_addrlen);
-    if (r < 0 && errno == EINPROGRESS) {
-      pollfd p{fd, POLLOUT, 0};
-      r = ::poll(&p, 1, static_cast<int>(timeout.count()));
-      if (r == 0) {
-        last_error = "timed out";
-        ::close(fd);
-        continue;
-      }
-      int so_error = 0;
-      socklen_t len = sizeof so_error;
-      ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &so_error, &len);
-      r = so_error == 0 ? 0 : -1;
-      errno = so_error;
-    }
-    if (r == 0) {
-      ::fcntl(fd, F_SETFL, flags);
-      int one = 1;
-      ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-      return fd;
-    }
-    last_error = std::strerror(errno);
-    ::close(fd);
-  }
-  fail(errc::connection_lost, "cannot connect to " + host + ":" + std::to_string(port) + ": " + last_error);
-}
-
-}  // namespace
 
 service_address service_address::parse(std::string_view text) {
   std::string_view rest = text;
@@ -298,15 +424,14 @@ std::shared_ptr<client> client::connect(const std::string& host, std::uint16_t p
                                         client_options options) {
   auto i = std::make_unique<impl>();
   if (options.client_name.empty()) options.client_name = default_client_name();
+  i->host = host;
+  i->port = port;
   i->options = options;
-  i->fd = connect_socket(host, port, options.connect_timeout);
-  protocol::hello_message hello;
-  hello.client_name = options.client_name;
-  hello.pid = ::getpid();
-  auto welcome = protocol::parse_welcome(
-      i->expect(i->request(message_type::hello, protocol::to_value(hello)), message_type::welcome));
-  if (!welcome) throw remote_error(welcome.err());
-  i->welcome = std::move(*welcome);
+  auto [fd, welcome] = i->open_connection("");
+  i->fd = fd;
+  i->welcome = std::move(welcome);
+  if (options.heartbeats && i->welcome.lease_ms > 0)
+    i->heartbeat_thread = std::thread([raw = i.get()] { raw->heartbeat_loop(); });
   return std::make_shared<client>(std::move(i));
 }
 
@@ -340,8 +465,58 @@ std::chrono::microseconds client::ping() {
 
 const std::string& client::session_token() const noexcept { return impl_->welcome.session_token; }
 const std::string& client::daemon_name() const noexcept { return impl_->welcome.daemon; }
+std::chrono::milliseconds client::lease() const noexcept {
+  return std::chrono::milliseconds(impl_->welcome.lease_ms);
+}
+
+namespace {
+lock_info to_lock_info(const value& v) {
+  auto r = protocol::parse_lock_report(v);
+  if (!r) throw remote_error(r.err());
+  return lock_info{r->service, r->locked, r->yours, r->holder_name, r->holder_pid,
+                   r->holder_address, r->since, r->lease_left_ms};
+}
+}  // namespace
+
+lock_info client::lock(std::string_view service, std::chrono::milliseconds wait) {
+  protocol::lock_message m{std::string(service), wait.count()};
+  return to_lock_info(impl_->expect(impl_->request(message_type::lock, protocol::to_value(m)), message_type::result));
+}
+
+void client::unlock(std::string_view service) {
+  protocol::unlock_message m{std::string(service), false, ""};
+  impl_->expect(impl_->request(message_type::unlock, protocol::to_value(m)), message_type::result);
+}
+
+void client::force_unlock(std::string_view service, std::string_view admin_secret) {
+  protocol::unlock_message m{std::string(service), true, std::string(admin_secret)};
+  impl_->expect(impl_->request(message_type::unlock, protocol::to_value(m)), message_type::result);
+}
+
+std::vector<lock_info> client::lock_status(std::string_view service) {
+  protocol::lock_status_message m{std::string(service)};
+  value reports = impl_->expect(impl_->request(message_type::lock_status, protocol::to_value(m)),
+                                message_type::result);
+  if (!reports.is_list()) throw remote_error(error{errc::bad_message, "lock_status: expected a list"});
+  std::vector<lock_info> out;
+  for (const auto& r : reports.as_list()) out.push_back(to_lock_info(r));
+  return out;
+}
+
+bool client::resume() {
+  {
+    std::lock_guard lock(impl_->state_mutex);
+    if (!impl_->broken) {
+      // Drop the current connection on purpose so the session is resumed on a new one.
+      impl_->break_connection(error{errc::connection_lost, "reconnecting"}, true);
+    }
+  }
+  return impl_->resume_session();
+}
 
 void client::close() {
+  impl_->closing_requested = true;
+  impl_->stop_heartbeats();
   std::lock_guard lock(impl_->state_mutex);
   if (impl_->broken) return;
   try {

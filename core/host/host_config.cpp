@@ -175,7 +175,7 @@ service_config parse_service(const std::string& path, const std::string& name,
 }
 
 daemon_config parse_daemon(const std::string& path, const std::string& name, const json::value& v,
-                           const std::filesystem::path& plugin_dir) {
+                           const std::filesystem::path& plugin_dir, const std::filesystem::path& base) {
   if (!is_plain_name(name))
     throw config_error(path + ": daemon names use letters, digits, _ and - only");
   object_reader r(v, path);
@@ -200,6 +200,12 @@ daemon_config parse_daemon(const std::string& path, const std::string& name, con
       static_cast<std::int64_t>(r.number("lease_s", 10.0, 0.1, 86400.0) * 1000.0));
   d.max_frame_bytes = static_cast<std::uint32_t>(
       r.integer("max_frame_bytes", 64 << 20, 4096, std::int64_t{1} << 31));
+  if (const json::value* secret = r.optional("admin_secret_file")) {
+    if (!secret->is_string()) throw config_error(r.child("admin_secret_file") + ": expected a file path");
+    std::filesystem::path file = std::string(secret->get_string());
+    d.admin_secret_file = (file.is_absolute() ? file : base / file).lexically_normal();
+    read_secret_file(d.admin_secret_file, r.child("admin_secret_file"));  // checked now, read at start
+  }
   const json::value& services = r.required("services", "an object of services");
   object_reader sr(services, r.child("services"));
   for (const auto& [service_name, service] : sr.object()) {
@@ -207,7 +213,7 @@ daemon_config parse_daemon(const std::string& path, const std::string& name, con
     d.services.push_back(parse_service(sr.child(service_name), std::string(service_name), service, plugin_dir));
   }
   r.refuse_unknown_keys({"address", "server_type", "pool_size", "max_connections", "lockable",
-                         "lease_s", "max_frame_bytes", "services"});
+                         "lease_s", "max_frame_bytes", "admin_secret_file", "services"});
   return d;
 }
 
@@ -294,7 +300,7 @@ host_config parse_host_config(std::string_view text, const std::filesystem::path
   std::map<std::uint16_t, std::string> ports;
   for (const auto& [name, daemon] : dr.object()) {
     dr.optional(name);
-    auto d = parse_daemon(dr.child(name), std::string(name), daemon, config.plugin_dir);
+    auto d = parse_daemon(dr.child(name), std::string(name), daemon, config.plugin_dir, base);
     // Port 0 (pick a free port) may repeat: tests use it for every daemon.
     if (d.address.port != 0) {
       auto [it, fresh] = ports.emplace(d.address.port, d.name);
@@ -306,6 +312,25 @@ host_config parse_host_config(std::string_view text, const std::filesystem::path
   }
   r.refuse_unknown_keys({"plugin_dir", "daemons"});
   return config;
+}
+
+std::string read_secret_file(const std::filesystem::path& file, const std::string& path_for_errors) {
+  std::error_code ec;
+  auto status = std::filesystem::status(file, ec);
+  if (ec || !std::filesystem::is_regular_file(status))
+    throw config_error(path_for_errors + ": " + file.string() + " is not a readable file");
+  using perms = std::filesystem::perms;
+  if ((status.permissions() & (perms::group_all | perms::others_all)) != perms::none)
+    throw config_error(path_for_errors + ": " + file.string() +
+                       " may be read by others; restrict it to its owner (chmod 600)");
+  std::ifstream in(file);
+  std::string secret;
+  std::getline(in, secret);
+  auto first = secret.find_first_not_of(" \t\r");
+  auto last = secret.find_last_not_of(" \t\r");
+  secret = first == std::string::npos ? "" : secret.substr(first, last - first + 1);
+  if (secret.empty()) throw config_error(path_for_errors + ": " + file.string() + " holds no secret");
+  return secret;
 }
 
 host_config load_host_config(const std::filesystem::path& file) {

@@ -51,6 +51,7 @@ struct daemon_config {
   bool lockable = false;
   std::chrono::milliseconds lease{10'000};
   std::uint32_t max_frame_bytes = 64u << 20;
+  std::filesystem::path admin_secret_file;  // empty: force unlock disabled
   std::vector<service_config> services;
 };
 
@@ -67,6 +68,10 @@ class config_error : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
 };
+
+/// The admin secret in `file`: its first line, without surrounding white space. Throws
+/// config_error when the file cannot be read, is empty, or others may read it.
+std::string read_secret_file(const std::filesystem::path& file, const std::string& path_for_errors);
 
 /// Reads and validates a host.json file. Throws config_error.
 host_config load_host_config(const std::filesystem::path& file);

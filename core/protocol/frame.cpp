@@ -17,6 +17,9 @@ std::string_view message_type_name(message_type type) noexcept {
     case message_type::ping: return "ping";
     case message_type::pong: return "pong";
     case message_type::goodbye: return "goodbye";
+    case message_type::lock: return "lock";
+    case message_type::unlock: return "unlock";
+    case message_type::lock_status: return "lock_status";
   }
   return "unknown";
 }

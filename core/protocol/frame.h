@@ -34,6 +34,9 @@ enum class message_type : std::uint8_t {
   ping = 8,         // either way: liveness (also the client's heartbeat)
   pong = 9,         // answer to ping
   goodbye = 10,     // client -> daemon: ends the session cleanly
+  lock = 11,        // client -> daemon: lock a service for this session (answered by result)
+  unlock = 12,      // client -> daemon: release it, or force-release it (admin)
+  lock_status = 13, // client -> daemon: who holds which lock (answered by result)
 };
 
 /// Name of a message type for logs ("call"), or "unknown".

@@ -25,6 +25,18 @@ class field_reader {
     return f->as_int();
   }
   const value* get(std::string_view key, bool required = true) { return find(key, required); }
+  bool boolean(std::string_view key, bool required = true, bool fallback = false) {
+    const value* f = find(key, required);
+    if (f == nullptr) return fallback;
+    if (!f->is_bool()) return fail(key, "a bool"), false;
+    return f->as_bool();
+  }
+  double number(std::string_view key, bool required = true, double fallback = 0) {
+    const value* f = find(key, required);
+    if (f == nullptr) return fallback;
+    if (!f->is_number()) return fail(key, "a number"), 0.0;
+    return f->as_number();
+  }
 
   void fail(std::string_view key, std::string_view expected) {
     if (problem_.empty())
@@ -62,7 +74,8 @@ value to_value(const welcome_message& m) {
              {"session_token", m.session_token},
              {"daemon", m.daemon},
              {"server_version", m.server_version},
-             {"lease_ms", m.lease_ms}};
+             {"lease_ms", m.lease_ms},
+             {"resumed", m.resumed}};
 }
 
 value to_value(const call_message& m) {
@@ -75,6 +88,26 @@ value to_value(const error& e) {
   return map{{"code", static_cast<std::int64_t>(e.code)},
              {"name", std::string(e.name())},
              {"message", e.message}};
+}
+
+value to_value(const lock_message& m) { return map{{"service", m.service}, {"wait_ms", m.wait_ms}}; }
+
+value to_value(const unlock_message& m) {
+  return map{{"service", m.service}, {"force", m.force}, {"admin_secret", m.admin_secret}};
+}
+
+value to_value(const lock_status_message& m) { return map{{"service", m.service}}; }
+
+value to_value(const lock_report& r) {
+  if (!r.locked) return map{{"service", r.service}, {"locked", false}};
+  return map{{"service", r.service},
+             {"locked", true},
+             {"yours", r.yours},
+             {"holder", map{{"client_name", r.holder_name},
+                            {"pid", r.holder_pid},
+                            {"address", r.holder_address}}},
+             {"since", r.since},
+             {"lease_left_ms", r.lease_left_ms}};
 }
 
 value to_value(const service_description& s) {
@@ -123,6 +156,7 @@ result<welcome_message> parse_welcome(const value& v) {
   m.daemon = r.text("daemon");
   m.server_version = r.text("server_version", false);
   m.lease_ms = r.integer("lease_ms", false);
+  m.resumed = r.boolean("resumed", false);
   if (!r.ok()) return r.err();
   return m;
 }
@@ -160,6 +194,55 @@ error parse_error(const value& v) {
   std::string message = r.text("message", false);
   if (!r.ok()) return r.err();
   return error{static_cast<errc>(code), std::move(message)};
+}
+
+result<lock_message> parse_lock(const value& v) {
+  field_reader r(v, "lock");
+  lock_message m;
+  m.service = r.text("service");
+  m.wait_ms = r.integer("wait_ms", false);
+  if (r.ok() && m.wait_ms < 0) r.fail("wait_ms", "a duration >= 0");
+  if (!r.ok()) return r.err();
+  return m;
+}
+
+result<unlock_message> parse_unlock(const value& v) {
+  field_reader r(v, "unlock");
+  unlock_message m;
+  m.service = r.text("service");
+  m.force = r.boolean("force", false);
+  m.admin_secret = r.text("admin_secret", false);
+  if (!r.ok()) return r.err();
+  return m;
+}
+
+result<lock_status_message> parse_lock_status(const value& v) {
+  field_reader r(v, "lock_status");
+  lock_status_message m;
+  m.service = r.text("service", false);
+  if (!r.ok()) return r.err();
+  return m;
+}
+
+result<lock_report> parse_lock_report(const value& v) {
+  field_reader r(v, "lock_report");
+  lock_report report;
+  report.service = r.text("service");
+  report.locked = r.boolean("locked");
+  if (report.locked && r.ok()) {
+    report.yours = r.boolean("yours", false);
+    const value* holder = r.get("holder");
+    if (holder == nullptr) return r.err();
+    field_reader h(*holder, "lock_report.holder");
+    report.holder_name = h.text("client_name");
+    report.holder_pid = h.integer("pid", false);
+    report.holder_address = h.text("address", false);
+    if (!h.ok()) return h.err();
+    report.since = r.number("since", false);
+    report.lease_left_ms = r.integer("lease_left_ms", false);
+  }
+  if (!r.ok()) return r.err();
+  return report;
 }
 
 result<service_description> parse_service_description(const value& v) {

@@ -32,6 +32,7 @@ struct welcome_message {
   std::string daemon;         // daemon name
   std::string server_version;
   std::int64_t lease_ms = 0;  // the session ends after this long without a sign of life
+  bool resumed = false;       // true when hello's session_token resumed a live session
 };
 
 struct call_message {
@@ -39,6 +40,33 @@ struct call_message {
   std::string method;
   list args;
   map kwargs;
+};
+
+struct lock_message {
+  std::string service;
+  std::int64_t wait_ms = 0;  // how long to wait for a held lock; 0 fails at once
+};
+
+struct unlock_message {
+  std::string service;
+  bool force = false;        // release another session's lock (administrators)
+  std::string admin_secret;  // required with force
+};
+
+struct lock_status_message {
+  std::string service;  // empty: every service of the daemon
+};
+
+/// One service's lock, as lock and lock_status report it.
+struct lock_report {
+  std::string service;
+  bool locked = false;
+  bool yours = false;           // held by the asking session
+  std::string holder_name;      // client name of the holder
+  std::int64_t holder_pid = 0;
+  std::string holder_address;
+  double since = 0;             // Unix time in seconds
+  std::int64_t lease_left_ms = 0;  // until the holder's session ends without a sign of life
 };
 
 struct describe_message {
@@ -50,6 +78,10 @@ value to_value(const welcome_message& m);
 value to_value(const call_message& m);
 value to_value(const describe_message& m);
 value to_value(const error& e);
+value to_value(const lock_message& m);
+value to_value(const unlock_message& m);
+value to_value(const lock_status_message& m);
+value to_value(const lock_report& r);
 value to_value(const service_description& s);
 value to_value(const daemon_description& d);
 
@@ -58,6 +90,10 @@ result<welcome_message> parse_welcome(const value& v);
 result<call_message> parse_call(value&& v);
 result<describe_message> parse_describe(const value& v);
 error parse_error(const value& v);
+result<lock_message> parse_lock(const value& v);
+result<unlock_message> parse_unlock(const value& v);
+result<lock_status_message> parse_lock_status(const value& v);
+result<lock_report> parse_lock_report(const value& v);
 result<service_description> parse_service_description(const value& v);
 result<daemon_description> parse_daemon_description(const value& v);
 

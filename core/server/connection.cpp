@@ -44,7 +44,7 @@ void connection::do_read_header() {
   asio::async_read(socket_, asio::buffer(header_bytes_),
                    [self = shared_from_this()](boost::system::error_code ec, std::size_t) {
                      if (ec) {
-                       self->stop();  // peer closed or reset: the session ends with it
+                       self->on_disconnect(ec == asio::error::eof);
                        return;
                      }
                      auto parsed = protocol::parse_header(self->header_bytes_,
@@ -73,21 +73,32 @@ void connection::do_read_payload() {
   asio::async_read(socket_, asio::buffer(payload_),
                    [self = shared_from_this()](boost::system::error_code ec, std::size_t) {
                      if (ec) {
-                       self->stop();
+                       self->on_disconnect(ec == asio::error::eof);
                        return;
                      }
                      self->on_frame(self->header_);
                    });
 }
 
+void connection::on_disconnect(bool orderly) {
+  stop();
+  if (!session_) return;
+  if (orderly)
+    state_->end_session(session_, "connection closed by the client");
+  else
+    session_->detach(this);  // a broken link: the client may resume within the lease
+}
+
 void connection::on_frame(const protocol::frame_header& header) {
   const std::uint32_t id = header.request_id;
+  if (session_) session_->touch();  // any frame is a sign of life
   if (header.type == message_type::ping) {
     send(protocol::encode_frame(message_type::pong, id, nullptr));
     do_read_header();
     return;
   }
   if (header.type == message_type::goodbye) {
+    if (session_) state_->end_session(session_, "goodbye");
     close_after_flush();
     return;
   }
@@ -109,6 +120,18 @@ void connection::on_frame(const protocol::frame_header& header) {
     case message_type::call:
       do_read_header();  // first, so the next request is read while this call runs
       handle_call(id, std::move(*payload));
+      return;
+    case message_type::lock:
+      handle_lock(id, *payload);
+      do_read_header();
+      return;
+    case message_type::unlock:
+      handle_unlock(id, *payload);
+      do_read_header();
+      return;
+    case message_type::lock_status:
+      handle_lock_status(id, *payload);
+      do_read_header();
       return;
     default:
       send_error(id, {errc::bad_message,
@@ -135,15 +158,27 @@ void connection::handle_hello(std::uint32_t request_id, const value& payload) {
     close_after_flush();
     return;
   }
-  if (!greeted_) {
-    session_token_ = state_->new_session_token();
-    client_name_ = hello->client_name;
-    greeted_ = true;
-    LABHOST_LOG(debug) << "session opened by " << client_name_ << " (pid " << hello->pid
-                       << ") from " << peer_;
+  if (session_) {
+    send_error(request_id, {errc::bad_message, "this connection already has a session"});
+    return;
   }
   protocol::welcome_message welcome;
-  welcome.session_token = session_token_;
+  if (!hello->session_token.empty()) {
+    session_ = state_->find_session(hello->session_token);
+    if (session_) {
+      session_->attach(shared_from_this(), peer_);
+      session_->touch();
+      welcome.resumed = true;
+      LABHOST_LOG(debug) << "session of " << session_->info().client_name << " resumed from " << peer_;
+    }
+  }
+  if (!session_) {
+    session_ = state_->open_session({state_->new_session_token(), hello->client_name, hello->pid, peer_});
+    session_->attach(shared_from_this(), peer_);
+    LABHOST_LOG(debug) << "session opened by " << hello->client_name << " (pid " << hello->pid
+                       << ") from " << peer_;
+  }
+  welcome.session_token = session_->token();
   welcome.daemon = state_->config.name;
   welcome.server_version = LABHOST_VERSION;
   welcome.lease_ms = state_->config.lease.count();
@@ -151,7 +186,7 @@ void connection::handle_hello(std::uint32_t request_id, const value& payload) {
 }
 
 void connection::handle_describe(std::uint32_t request_id, const value& payload) {
-  if (!greeted_) {
+  if (!session_) {
     send_error(request_id, {errc::bad_message, "send hello before describe"});
     return;
   }
@@ -176,7 +211,7 @@ void connection::handle_describe(std::uint32_t request_id, const value& payload)
 }
 
 void connection::handle_call(std::uint32_t request_id, value payload) {
-  if (!greeted_) {
+  if (!session_) {
     send_error(request_id, {errc::bad_message, "send hello before call"});
     return;
   }
@@ -212,7 +247,7 @@ void connection::handle_call(std::uint32_t request_id, value payload) {
 void connection::run_call(std::uint32_t request_id, service_slot& slot,
                           const protocol::call_message& call) {
   std::vector<std::uint8_t> frame(protocol::header_size);  // the result is written after it
-  auto failure = slot.svc->call(call.method, call.args, call.kwargs, frame,
+  auto failure = slot.svc->call(session_->info(), call.method, call.args, call.kwargs, frame,
                                 state_->config.max_frame_bytes);
   if (failure) {
     if (failure->code == errc::driver_error)
@@ -227,6 +262,112 @@ void connection::run_call(std::uint32_t request_id, service_slot& slot,
   protocol::write_header(h, std::span<std::uint8_t, protocol::header_size>(frame.data(),
                                                                            protocol::header_size));
   send(std::move(frame));
+}
+
+service_slot* connection::service_or_reply(std::uint32_t request_id, const std::string& name) {
+  service_slot* slot = state_->find_service(name);
+  if (slot == nullptr)
+    send_error(request_id, {errc::no_such_service,
+                            "daemon " + state_->config.name + " has no service '" + name + "'"});
+  return slot;
+}
+
+void connection::handle_lock(std::uint32_t request_id, const value& payload) {
+  if (!session_) return send_error(request_id, {errc::bad_message, "send hello before lock"});
+  auto request = protocol::parse_lock(payload);
+  if (!request) return send_error(request_id, request.err());
+  service_slot* slot = service_or_reply(request_id, request->service);
+  if (slot == nullptr) return;
+  if (!state_->config.lockable)
+    return send_error(request_id, {errc::not_lockable, "daemon " + state_->config.name +
+                                                           " is shared: its services cannot be locked"});
+  auto outcome = slot->svc->try_lock(session_->info());
+  if (outcome != service::service::lock_result::held_by_other) {
+    if (outcome == service::service::lock_result::granted)
+      LABHOST_LOG_SERVICE(info, slot->svc->name()) << "locked by " << session_->info().client_name;
+    return send_value(message_type::result, request_id,
+                      protocol::to_value(state_->lock_report_for(*slot, session_->token())));
+  }
+  auto holder = slot->svc->holder();
+  std::string held_by = holder ? service::describe_holder(*holder) : "another session";
+  if (request->wait_ms == 0)
+    return send_error(request_id, {errc::locked, slot->svc->name() + " is locked by " + held_by});
+
+  // Wait in line; the timer answers `locked` if the lock has not come free in time.
+  auto waiter = std::make_shared<lock_waiter>(state_->io, weak_from_this(), session_, request_id);
+  {
+    std::lock_guard lock(slot->waiters_mutex);
+    slot->waiters.push_back(waiter);
+  }
+  waiter->timer.expires_after(std::chrono::milliseconds(request->wait_ms));
+  waiter->timer.async_wait([waiter, slot, wait_ms = request->wait_ms](boost::system::error_code ec) {
+    if (ec) return;  // cancelled: granted
+    {
+      std::lock_guard lock(slot->waiters_mutex);
+      if (waiter->done) return;
+      waiter->done = true;
+    }
+    auto holder_now = slot->svc->holder();
+    if (auto c = waiter->reply_to.lock())
+      c->send_error(waiter->request_id,
+                    {errc::locked, slot->svc->name() + " is still locked by " +
+                                       (holder_now ? service::describe_holder(*holder_now) : "another session") +
+                                       " after waiting " + std::to_string(wait_ms) + " ms"});
+  });
+  // The lock may have come free between try_lock and joining the line.
+  state_->grant_waiters(*slot);
+}
+
+void connection::handle_unlock(std::uint32_t request_id, const value& payload) {
+  if (!session_) return send_error(request_id, {errc::bad_message, "send hello before unlock"});
+  auto request = protocol::parse_unlock(payload);
+  if (!request) return send_error(request_id, request.err());
+  service_slot* slot = service_or_reply(request_id, request->service);
+  if (slot == nullptr) return;
+  if (!state_->config.lockable)
+    return send_error(request_id, {errc::not_lockable, "daemon " + state_->config.name +
+                                                           " is shared: its services cannot be locked"});
+  if (request->force) {
+    if (state_->admin_secret.empty())
+      return send_error(request_id, {errc::not_authorised,
+                                     "force unlock is not enabled on daemon " + state_->config.name +
+                                         " (host.json admin_secret_file)"});
+    if (!service::secrets_equal(request->admin_secret, state_->admin_secret)) {
+      LABHOST_LOG_SERVICE(warning, slot->svc->name())
+          << "force unlock refused: wrong admin secret from " << session_->info().client_name << " at " << peer_;
+      return send_error(request_id, {errc::not_authorised, "wrong admin secret"});
+    }
+    auto former = slot->svc->force_unlock();
+    if (former)
+      LABHOST_LOG_SERVICE(warning, slot->svc->name())
+          << "lock of " << former->holder.client_name << " force-released by " << session_->info().client_name;
+  } else if (auto failure = slot->svc->unlock(session_->token())) {
+    return send_error(request_id, *failure);
+  } else {
+    LABHOST_LOG_SERVICE(info, slot->svc->name()) << "unlocked by " << session_->info().client_name;
+  }
+  send_value(message_type::result, request_id, nullptr);
+  state_->grant_waiters(*slot);
+}
+
+void connection::handle_lock_status(std::uint32_t request_id, const value& payload) {
+  if (!session_) return send_error(request_id, {errc::bad_message, "send hello before lock_status"});
+  auto request = protocol::parse_lock_status(payload);
+  if (!request) return send_error(request_id, request.err());
+  list reports;
+  if (!request->service.empty()) {
+    service_slot* slot = service_or_reply(request_id, request->service);
+    if (slot == nullptr) return;
+    reports.push_back(protocol::to_value(state_->lock_report_for(*slot, session_->token())));
+  } else {
+    for (auto& [name, slot] : state_->services)
+      reports.push_back(protocol::to_value(state_->lock_report_for(*slot, session_->token())));
+  }
+  send_value(message_type::result, request_id, reports);
+}
+
+void connection::send_value(message_type type, std::uint32_t request_id, const value& payload) {
+  send(protocol::encode_frame(type, request_id, payload));
 }
 
 void connection::send(std::vector<std::uint8_t> frame) {

@@ -20,6 +20,7 @@
 #include "../protocol/frame.h"
 #include "../protocol/messages.h"
 #include "daemon_state.h"
+#include "session.h"
 #include "labhost/errors.h"
 
 namespace labhost::server {
@@ -36,6 +37,8 @@ class connection : public std::enable_shared_from_this<connection> {
   void refuse(const error& e);
   /// Closes the socket now; pending replies are dropped.
   void stop();
+  /// Sends one message with an encoded value payload. Thread-safe.
+  void send_value(protocol::message_type type, std::uint32_t request_id, const value& payload);
 
  private:
   void do_read_header();
@@ -45,6 +48,13 @@ class connection : public std::enable_shared_from_this<connection> {
   void handle_describe(std::uint32_t request_id, const value& payload);
   void handle_call(std::uint32_t request_id, value payload);
   void run_call(std::uint32_t request_id, service_slot& slot, const protocol::call_message& call);
+  void handle_lock(std::uint32_t request_id, const value& payload);
+  void handle_unlock(std::uint32_t request_id, const value& payload);
+  void handle_lock_status(std::uint32_t request_id, const value& payload);
+  /// The service a request names, or null after replying no_such_service.
+  service_slot* service_or_reply(std::uint32_t request_id, const std::string& name);
+  /// The connection ended: an orderly close ends the session, a broken one only detaches it.
+  void on_disconnect(bool orderly);
 
   void send(std::vector<std::uint8_t> frame);
   void send_error(std::uint32_t request_id, const error& e);
@@ -61,10 +71,8 @@ class connection : public std::enable_shared_from_this<connection> {
   protocol::frame_header header_;
   std::vector<std::uint8_t> payload_;
 
-  // Session, set by hello on the read chain before any later frame is read.
-  bool greeted_ = false;
-  std::string client_name_;
-  std::string session_token_;
+  // Set by hello on the read chain before any later frame is read; read-only afterwards.
+  std::shared_ptr<session> session_;
 
   std::mutex mutex_;  // guards the socket's operations, write_queue_, writing_, closed_, close_after_flush_
   std::deque<std::vector<std::uint8_t>> write_queue_;

@@ -5,6 +5,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <algorithm>
 #include <stdexcept>
 #include <thread>
 #include <vector>
@@ -52,6 +53,21 @@ void accept_next(const std::shared_ptr<daemon_state>& state) {
       }
     }
     accept_next(state);
+
+  // Sessions silent for the lease time end (their locks with them): check often enough that
+  // a lock comes free well within a second of its lease running out.
+  asio::steady_timer lease_timer(state->io);
+  const auto sweep_period = std::clamp<std::chrono::milliseconds>(
+      state->config.lease / 10, std::chrono::milliseconds(10), std::chrono::milliseconds(500));
+  std::function<void()> sweep = [&] {
+    lease_timer.expires_after(sweep_period);
+    lease_timer.async_wait([&](boost::system::error_code wait_error) {
+      if (wait_error) return;
+      state->expire_sessions();
+      sweep();
+    });
+  };
+  sweep();
   });
 }
 
@@ -60,9 +76,11 @@ void accept_next(const std::shared_ptr<daemon_state>& state) {
 daemon::daemon(host::daemon_config config, const std::filesystem::path& plugin_dir)
     : state_(std::make_shared<daemon_state>(std::move(config))) {
   const auto& cfg = state_->config;
+  if (!cfg.admin_secret_file.empty())
+    state_->admin_secret = host::read_secret_file(cfg.admin_secret_file, "admin_secret_file");
   for (const auto& service_config : cfg.services) {
-    auto slot = std::make_unique<service_slot>(service_slot{
-        std::make_unique<service::service>(service_config, plugin_dir), asio::make_strand(state_->io)});
+    auto slot = std::make_unique<service_slot>(
+        std::make_unique<service::service>(service_config, plugin_dir), asio::make_strand(state_->io));
     if (slot->svc->ready())
       LABHOST_LOG_SERVICE(info, service_config.name) << "ready (" << service_config.driver << ")";
     else
@@ -104,6 +122,21 @@ void daemon::run(bool handle_signals) {
   }
   accept_next(state);
 
+  // Sessions silent for the lease time end (their locks with them): check often enough that
+  // a lock comes free well within a second of its lease running out.
+  asio::steady_timer lease_timer(state->io);
+  const auto sweep_period = std::clamp<std::chrono::milliseconds>(
+      state->config.lease / 10, std::chrono::milliseconds(10), std::chrono::milliseconds(500));
+  std::function<void()> sweep = [&] {
+    lease_timer.expires_after(sweep_period);
+    lease_timer.async_wait([&](boost::system::error_code wait_error) {
+      if (wait_error) return;
+      state->expire_sessions();
+      sweep();
+    });
+  };
+  sweep();
+
   // Stopping: runs on the io_context once stop() is asked; polls the in-flight count (a
   // handful of wakeups at shutdown only) until calls are done or the grace period ends.
   asio::steady_timer stop_timer(state->io);
@@ -111,6 +144,7 @@ void daemon::run(bool handle_signals) {
     boost::system::error_code ec;
     state->acceptor.close(ec);
     signals.cancel(ec);
+    lease_timer.cancel();
     auto deadline = std::chrono::steady_clock::now() + stop_grace;
     auto check = std::make_shared<std::function<void()>>();
     *check = [&, state, deadline, check] {

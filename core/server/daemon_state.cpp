@@ -1,7 +1,9 @@
 #include "daemon_state.h"
 
+#include <boost/asio/dispatch.hpp>
 #include <cstdio>
 
+#include "../logging/log.h"
 #include "connection.h"
 
 namespace labhost::server {
@@ -24,6 +26,103 @@ daemon_description daemon_state::describe() const {
   d.daemon = config.name;
   for (const auto& [name, slot] : services) d.services.push_back(slot->svc->describe(false));
   return d;
+}
+
+service_slot* daemon_state::find_service(std::string_view name) {
+  auto it = services.find(name);
+  return it == services.end() ? nullptr : it->second.get();
+}
+
+std::shared_ptr<session> daemon_state::open_session(service::session_info info) {
+  auto s = std::make_shared<session>(std::move(info));
+  std::lock_guard lock(sessions_mutex_);
+  sessions_[s->token()] = s;
+  return s;
+}
+
+std::shared_ptr<session> daemon_state::find_session(const std::string& token) {
+  std::lock_guard lock(sessions_mutex_);
+  auto it = sessions_.find(token);
+  return it == sessions_.end() ? nullptr : it->second;
+}
+
+void daemon_state::end_session(const std::shared_ptr<session>& s, std::string_view why) {
+  if (!s->mark_ended()) return;
+  {
+    std::lock_guard lock(sessions_mutex_);
+    sessions_.erase(s->token());
+  }
+  auto info = s->info();
+  LABHOST_LOG(debug) << "session of " << info.client_name << " (pid " << info.pid << ") ended: " << why;
+  for (auto& [name, slot] : services) {
+    if (slot->svc->release_if_held_by(s->token())) {
+      LABHOST_LOG_SERVICE(info, name) << "lock of " << info.client_name << " released: " << why;
+      grant_waiters(*slot);
+    }
+    if (slot->svc->config().mode == host::instance_mode::session) {
+      // Session instances are driver code: close them on the service's strand.
+      boost::asio::dispatch(slot->strand, [svc = slot->svc.get(), token = s->token()] {
+        svc->end_session(token);
+      });
+    }
+  }
+  if (auto c = s->attached()) c->stop();
+}
+
+void daemon_state::expire_sessions() {
+  std::vector<std::shared_ptr<session>> silent;
+  const auto deadline = session::clock::now() - config.lease;
+  {
+    std::lock_guard lock(sessions_mutex_);
+    for (auto& [token, s] : sessions_)
+      if (s->last_seen() < deadline) silent.push_back(s);
+  }
+  for (auto& s : silent)
+    end_session(s, "no sign of life for the lease time (" + std::to_string(config.lease.count()) + " ms)");
+}
+
+protocol::lock_report daemon_state::lock_report_for(service_slot& slot, const std::string& asking_token) {
+  protocol::lock_report r;
+  r.service = slot.svc->name();
+  auto held = slot.svc->holder();
+  if (!held) return r;
+  r.locked = true;
+  r.yours = held->holder.token == asking_token;
+  r.holder_name = held->holder.client_name;
+  r.holder_pid = held->holder.pid;
+  r.holder_address = held->holder.address;
+  r.since = std::chrono::duration<double>(held->since.time_since_epoch()).count();
+  if (auto s = find_session(held->holder.token)) {
+    auto left = s->last_seen() + config.lease - session::clock::now();
+    r.lease_left_ms = std::max<std::int64_t>(0, std::chrono::duration_cast<std::chrono::milliseconds>(left).count());
+  }
+  return r;
+}
+
+void daemon_state::grant_waiters(service_slot& slot) {
+  std::shared_ptr<lock_waiter> granted;
+  {
+    std::lock_guard lock(slot.waiters_mutex);
+    while (!slot.waiters.empty()) {
+      auto w = slot.waiters.front();
+      slot.waiters.pop_front();
+      if (w->done || w->who->ended() || w->reply_to.expired()) continue;
+      auto outcome = slot.svc->try_lock(w->who->info());
+      if (outcome == service::service::lock_result::held_by_other) {
+        slot.waiters.push_front(w);  // someone took it first; keep our place in line
+        return;
+      }
+      w->done = true;
+      granted = w;
+      break;
+    }
+  }
+  if (!granted) return;
+  granted->timer.cancel();
+  LABHOST_LOG_SERVICE(info, slot.svc->name()) << "locked by " << granted->who->info().client_name << " (after waiting)";
+  if (auto c = granted->reply_to.lock())
+    c->send_value(protocol::message_type::result, granted->request_id,
+                  protocol::to_value(lock_report_for(slot, granted->who->token())));
 }
 
 void daemon_state::add(const std::shared_ptr<connection>& c) {

@@ -6,8 +6,10 @@
 #include <atomic>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <chrono>
+#include <deque>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -16,17 +18,40 @@
 #include <string>
 
 #include "../host/host_config.h"
+#include "../protocol/messages.h"
 #include "../service/service.h"
 #include "labhost/description.h"
+#include "session.h"
 
 namespace labhost::server {
 
 class connection;
 
-/// A service and the strand that serializes the calls to it.
+class session;
+
+/// A lock request waiting for a held lock to come free (lock with wait_ms > 0).
+struct lock_waiter {
+  std::weak_ptr<connection> reply_to;
+  std::shared_ptr<session> who;
+  std::uint32_t request_id = 0;
+  boost::asio::steady_timer timer;
+  bool done = false;  // answered (granted or timed out); guarded by service_slot::waiters_mutex
+
+  lock_waiter(boost::asio::io_context& io, std::weak_ptr<connection> c, std::shared_ptr<session> s,
+              std::uint32_t id)
+      : reply_to(std::move(c)), who(std::move(s)), request_id(id), timer(io) {}
+};
+
+/// A service, the strand that serializes the calls to it, and its lock's waiting line.
 struct service_slot {
+  service_slot(std::unique_ptr<service::service> s,
+               boost::asio::strand<boost::asio::io_context::executor_type> st)
+      : svc(std::move(s)), strand(std::move(st)) {}
+
   std::unique_ptr<service::service> svc;
   boost::asio::strand<boost::asio::io_context::executor_type> strand;
+  std::mutex waiters_mutex;  // guards waiters and each waiter's done
+  std::deque<std::shared_ptr<lock_waiter>> waiters;  // first come, first served
 };
 
 class daemon_state : public std::enable_shared_from_this<daemon_state> {
@@ -45,6 +70,24 @@ class daemon_state : public std::enable_shared_from_this<daemon_state> {
   /// A fresh unguessable session token (32 hex digits).
   std::string new_session_token();
   daemon_description describe() const;
+  service_slot* find_service(std::string_view name);
+
+  // --- Sessions.
+  std::shared_ptr<session> open_session(service::session_info info);
+  /// The live session with this token, or null.
+  std::shared_ptr<session> find_session(const std::string& token);
+  /// Ends a session: its locks are released (and handed to waiters), its session instances
+  /// closed, its connection (if still attached) closed. Idempotent. Thread-safe.
+  void end_session(const std::shared_ptr<session>& s, std::string_view why);
+  /// Ends every session silent for longer than the lease; run periodically.
+  void expire_sessions();
+
+  // --- Locks.
+  protocol::lock_report lock_report_for(service_slot& slot, const std::string& asking_token);
+  /// Hands a free lock to the first waiter still waiting. Thread-safe.
+  void grant_waiters(service_slot& slot);
+  /// Force unlock needs this secret (host.json admin_secret_file); empty disables it.
+  std::string admin_secret;
 
   // The open connections, so that shutdown can close them all.
   void add(const std::shared_ptr<connection>& c);
@@ -57,6 +100,8 @@ class daemon_state : public std::enable_shared_from_this<daemon_state> {
   std::map<const connection*, std::weak_ptr<connection>> connections_;
   std::mutex token_mutex_;  // guards random_
   std::random_device random_;
+  std::mutex sessions_mutex_;  // guards sessions_
+  std::map<std::string, std::shared_ptr<session>, std::less<>> sessions_;
 };
 
 }  // namespace labhost::server

@@ -1,8 +1,27 @@
 #include "service.h"
 
+#include <ctime>
+
 #include "labhost/value_codec.h"
 
 namespace labhost::service {
+
+bool secrets_equal(std::string_view given, std::string_view expected) noexcept {
+  unsigned char difference = given.size() == expected.size() ? 0 : 1;
+  for (std::size_t i = 0; i < expected.size(); ++i)
+    difference |= static_cast<unsigned char>(expected[i] ^ (i < given.size() ? given[i] : 0));
+  return difference == 0;
+}
+
+std::string describe_holder(const lock_holder& lock) {
+  std::time_t t = std::chrono::system_clock::to_time_t(lock.since);
+  std::tm utc{};
+  ::gmtime_r(&t, &utc);
+  char when[32];
+  std::strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S UTC", &utc);
+  return lock.holder.client_name + " (pid " + std::to_string(lock.holder.pid) + ", " +
+         lock.holder.address + ") since " + when;
+}
 
 service::service(host::service_config config, const std::filesystem::path& plugin_dir)
     : config_(std::move(config)) {
@@ -20,7 +39,7 @@ service::service(host::service_config config, const std::filesystem::path& plugi
       unavailable_reason_ = "instrument did not open: " + created.err().to_string();
       return;
     }
-    instance_ = std::move(*created);
+    single_ = std::move(*created);
   }
 }
 
@@ -76,9 +95,33 @@ result<std::vector<std::uint8_t>> service::resolve_arguments(int method_index, c
   return out;
 }
 
-std::optional<error> service::call(const std::string& method, const list& args,
-                                   const map& kwargs, std::vector<std::uint8_t>& out,
-                                   std::size_t max_result) {
+result<plugin::driver_instance*> service::instance_for(const session_info& caller) {
+  switch (config_.mode) {
+    case host::instance_mode::single:
+      if (!single_) return error{errc::service_unavailable, config_.name + ": no driver instance"};
+      return single_.get();
+    case host::instance_mode::session: {
+      auto& instance = per_session_[caller.token];
+      if (!instance) {
+        auto created = library_->create(config_.params);
+        if (!created) {
+          per_session_.erase(caller.token);
+          return created.err();
+        }
+        instance = std::move(*created);
+      }
+      return instance.get();
+    }
+    case host::instance_mode::percall:
+      break;
+  }
+  return error{errc::internal_error, "percall instances are made by call()"};
+}
+
+std::optional<error> service::call(const session_info& caller, const std::string& method,
+                                   const list& args, const map& kwargs,
+                                   std::vector<std::uint8_t>& out, std::size_t max_result) {
+  if (auto refusal = lock_refusal(caller.token)) return refusal;
   if (!ready()) return error{errc::service_unavailable, config_.name + ": " + unavailable_reason_};
   int index = library_->method_index(method);
   if (index < 0)
@@ -86,18 +129,72 @@ std::optional<error> service::call(const std::string& method, const list& args,
                                            method + "'"};
   auto encoded_args = resolve_arguments(index, args, kwargs);
   if (!encoded_args) return encoded_args.err();
+  const auto method_index = static_cast<std::uint32_t>(index);
 
   if (config_.mode == host::instance_mode::percall) {
     auto created = library_->create(config_.params);
     if (!created) return created.err();
-    return (*created)->invoke(static_cast<std::uint32_t>(index), *encoded_args, out, max_result);
+    return (*created)->invoke(method_index, *encoded_args, out, max_result);  // then closed
   }
-  if (!instance_) return error{errc::service_unavailable, config_.name + ": no driver instance"};
-  return instance_->invoke(static_cast<std::uint32_t>(index), *encoded_args, out, max_result);
+  auto instance = instance_for(caller);
+  if (!instance) return instance.err();
+  return (*instance)->invoke(method_index, *encoded_args, out, max_result);
 }
 
+void service::end_session(const std::string& token) { per_session_.erase(token); }
+
 void service::close() {
-  if (instance_) instance_->close();
+  if (single_) single_->close();
+  per_session_.clear();
+}
+
+service::lock_result service::try_lock(const session_info& who) {
+  std::lock_guard lock(lock_mutex_);
+  if (lock_) return lock_->holder.token == who.token ? lock_result::already_yours : lock_result::held_by_other;
+  lock_ = lock_holder{who, std::chrono::system_clock::now()};
+  forced_out_.erase(who.token);
+  return lock_result::granted;
+}
+
+std::optional<error> service::unlock(const std::string& token) {
+  std::lock_guard lock(lock_mutex_);
+  if (!lock_) return error{errc::not_lock_owner, config_.name + " is not locked"};
+  if (lock_->holder.token != token)
+    return error{errc::not_lock_owner, config_.name + " is locked by " + describe_holder(*lock_) +
+                                           ", not by this session"};
+  lock_.reset();
+  return std::nullopt;
+}
+
+std::optional<lock_holder> service::force_unlock() {
+  std::lock_guard lock(lock_mutex_);
+  auto former = std::move(lock_);
+  lock_.reset();
+  if (former) forced_out_.insert(former->holder.token);
+  return former;
+}
+
+bool service::release_if_held_by(const std::string& token) {
+  std::lock_guard lock(lock_mutex_);
+  forced_out_.erase(token);
+  if (!lock_ || lock_->holder.token != token) return false;
+  lock_.reset();
+  return true;
+}
+
+std::optional<lock_holder> service::holder() const {
+  std::lock_guard lock(lock_mutex_);
+  return lock_;
+}
+
+std::optional<error> service::lock_refusal(const std::string& token) {
+  std::lock_guard lock(lock_mutex_);
+  if (forced_out_.erase(token) > 0)
+    return error{errc::locked_out, "your lock on " + config_.name +
+                                       " was released by an administrator (force unlock)"};
+  if (lock_ && lock_->holder.token != token)
+    return error{errc::locked, config_.name + " is locked by " + describe_holder(*lock_)};
+  return std::nullopt;
 }
 
 }  // namespace labhost::service

@@ -1,18 +1,25 @@
-// service.h: one named service of a daemon: a driver plugin, its instance and its methods.
+// service.h: one named service of a daemon: a driver plugin, its instances, its lock.
 //
 // The service resolves a call's keyword arguments against the method's parameter names,
-// checks the argument count, and invokes the driver. A service whose plugin did not load or
-// whose instrument did not open stays in the daemon as unavailable, with the reason, so the
-// daemon keeps serving its other services.
-// Thread-safety: call() and close() REQUIRE the caller to serialize them (the daemon runs
-// them on the service's strand); name(), ready() and describe() are safe from any thread.
+// checks the argument count, enforces the lock, picks the driver instance for the instance
+// mode (single: one for the service, opened at start; session: one per session, created at
+// its first call and closed when it ends; percall: one per call), and invokes the driver.
+// A service whose plugin did not load or whose instrument did not open stays in the daemon
+// as unavailable, with the reason, so the daemon keeps serving its other services.
+//
+// Thread-safety: call(), end_session() and close() REQUIRE the caller to serialize them (the
+// daemon runs them on the service's strand), so driver code need not be thread-safe. The
+// lock operations and describe() are safe from any thread (lock_mutex_).
 #ifndef LABHOST_SERVICE_SERVICE_H
 #define LABHOST_SERVICE_SERVICE_H
 
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -21,6 +28,7 @@
 #include "labhost/description.h"
 #include "labhost/errors.h"
 #include "labhost/value.h"
+#include "session_info.h"
 
 namespace labhost::service {
 
@@ -40,22 +48,48 @@ class service {
 
   service_description describe(bool with_methods) const;
 
-  /// Calls `method` with positional `args` and keyword `kwargs`. On success the encoded
-  /// result is appended to `out`. REQUIRES: serialized with other call()/close().
-  std::optional<error> call(const std::string& method, const list& args, const map& kwargs,
-                            std::vector<std::uint8_t>& out, std::size_t max_result);
+  /// Calls `method` for `caller`. On success the encoded result is appended to `out`.
+  /// Errors: locked / locked_out (lock held by another session, or taken from this one by
+  /// force), no_such_method, bad_arguments, driver_error, service_unavailable.
+  /// REQUIRES: serialized with other call()/end_session()/close().
+  std::optional<error> call(const session_info& caller, const std::string& method,
+                            const list& args, const map& kwargs, std::vector<std::uint8_t>& out,
+                            std::size_t max_result);
 
-  /// Closes the driver instance (the hardware is released). REQUIRES: serialized.
+  /// Closes and frees the session instance of `token`, if any. REQUIRES: serialized.
+  void end_session(const std::string& token);
+
+  /// Closes every driver instance (the hardware is released). REQUIRES: serialized.
   void close();
+
+  // --- Locks. Thread-safe. A lock belongs to a session, identified by its token.
+
+  enum class lock_result { granted, already_yours, held_by_other };
+  lock_result try_lock(const session_info& who);
+  /// Errors: not_lock_owner when `token` does not hold the lock (or nobody does).
+  std::optional<error> unlock(const std::string& token);
+  /// Releases whoever holds the lock; their next call gets locked_out. The former holder.
+  std::optional<lock_holder> force_unlock();
+  /// Releases the lock if `token` holds it (session ended); true when it did.
+  bool release_if_held_by(const std::string& token);
+  std::optional<lock_holder> holder() const;
+  /// The error a call from `token` gets because of the lock, if any (consumes a locked_out).
+  std::optional<error> lock_refusal(const std::string& token);
 
  private:
   result<std::vector<std::uint8_t>> resolve_arguments(int method_index, const list& args,
                                                       const map& kwargs) const;
+  result<plugin::driver_instance*> instance_for(const session_info& caller);
 
   host::service_config config_;
   std::shared_ptr<const plugin::plugin_library> library_;  // null when the plugin was refused
-  std::unique_ptr<plugin::driver_instance> instance_;      // single mode only
+  std::unique_ptr<plugin::driver_instance> single_;        // single mode
+  std::map<std::string, std::unique_ptr<plugin::driver_instance>> per_session_;  // session mode
   std::string unavailable_reason_;                          // empty when ready
+
+  mutable std::mutex lock_mutex_;  // guards lock_, forced_out_
+  std::optional<lock_holder> lock_;
+  std::set<std::string> forced_out_;  // sessions whose lock was force-released, not yet told
 };
 
 }  // namespace labhost::service

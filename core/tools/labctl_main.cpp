@@ -1,5 +1,8 @@
 // labctl: the command line client. describe, call and ping a daemon or service.
 #include <boost/json/parse.hpp>
+#include <csignal>
+#include <ctime>
+#include <fstream>
 #include <iostream>
 #include <string>
 
@@ -22,6 +25,12 @@ constexpr const char* usage_text =
     "                                           (1550.5, true, \"text\", [1,2]) or name=JSON for a\n"
     "                                           keyword argument; a word that is not JSON is a string\n"
     "  ping lab://HOST:PORT                     round trip to a daemon\n"
+    "  lock lab://HOST:PORT/SERVICE --hold [--wait SECONDS]\n"
+    "                                           take the lock, print one line, hold it until\n"
+    "                                           terminated (SIGINT/SIGTERM unlock and exit)\n"
+    "  unlock lab://HOST:PORT/SERVICE [--force --admin-secret-file FILE]\n"
+    "                                           release a lock (--force: anyone's, as admin)\n"
+    "  locks lab://HOST:PORT[/SERVICE]          who holds which lock\n"
     "On failure the exit status is 1 and the typed error's name is printed.\n";
 
 // Human output shows at most this many elements of a typed array; --json shows all.
@@ -56,6 +65,56 @@ std::shared_ptr<client> open_client(const service_address& address, const comman
     options.timeout = std::chrono::milliseconds(static_cast<long long>(seconds * 1000));
   }
   return client::connect(address.host, address.port, options);
+}
+
+std::string format_since(double unix_seconds) {
+  std::time_t t = static_cast<std::time_t>(unix_seconds);
+  std::tm utc{};
+  ::gmtime_r(&t, &utc);
+  char text[32];
+  std::strftime(text, sizeof text, "%Y-%m-%d %H:%M:%S UTC", &utc);
+  return text;
+}
+
+value lock_to_value(const lock_info& l) {
+  protocol::lock_report r{l.service, l.locked, l.yours, l.holder_name, l.holder_pid,
+                          l.holder_address, l.since, l.lease_left_ms};
+  return protocol::to_value(r);
+}
+
+void print_lock(const lock_info& l) {
+  if (!l.locked) {
+    std::cout << l.service << ": free\n";
+    return;
+  }
+  std::cout << l.service << ": locked by " << l.holder_name << " (pid " << l.holder_pid << ", "
+            << l.holder_address << ") since " << format_since(l.since) << ", lease left "
+            << l.lease_left_ms << " ms" << (l.yours ? " (you)" : "") << "\n";
+}
+
+/// Takes the lock and keeps the session alive (heartbeats) until SIGINT/SIGTERM.
+int hold_lock(const service_address& address, const command_line& cl) {
+  // Block the signals first, so that they are waited for here and not delivered elsewhere.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  auto c = open_client(address, cl);
+  auto wait = std::chrono::milliseconds(static_cast<long long>(std::stod(cl.get("wait", "0")) * 1000));
+  auto l = c->lock(address.service, wait);
+  std::cout << "locked " << address.to_string() << " as " << l.holder_name << "; holding until terminated"
+            << std::endl;
+  int sig = 0;
+  sigwait(&stop_signals, &sig);
+  try {
+    c->unlock(address.service);
+  } catch (const remote_error&) {
+    // lost meanwhile (forced, or the session ended): closing is all that is left
+  }
+  c->close();
+  return 0;
 }
 
 void print_service(const service_description& s) {
@@ -111,6 +170,41 @@ int run(const std::string& command, const command_line& cl) {
     }
     return 0;
   }
+  if (command == "lock") {
+    if (address.service.empty()) throw usage_error("lock needs lab://HOST:PORT/SERVICE");
+    if (!cl.flag("hold"))
+      throw usage_error("a lock lives as long as its session: use lock --hold, and end it with Ctrl-C");
+    return hold_lock(address, cl);
+  }
+  if (command == "unlock") {
+    if (address.service.empty()) throw usage_error("unlock needs lab://HOST:PORT/SERVICE");
+    auto c = open_client(address, cl);
+    if (cl.flag("force")) {
+      auto file = cl.get("admin-secret-file");
+      if (!file) throw usage_error("unlock --force needs --admin-secret-file FILE");
+      std::ifstream in(*file);
+      std::string secret;
+      if (!in || !std::getline(in, secret)) throw usage_error("cannot read " + *file);
+      while (!secret.empty() && (secret.back() == ' ' || secret.back() == '\r' || secret.back() == '\t')) secret.pop_back();
+      c->force_unlock(address.service, secret);
+    } else {
+      c->unlock(address.service);
+    }
+    std::cout << (json ? "null" : "unlocked " + address.to_string()) << "\n";
+    return 0;
+  }
+  if (command == "locks") {
+    auto c = open_client(address, cl);
+    auto locks = c->lock_status(address.service);
+    if (json) {
+      list all;
+      for (const auto& l : locks) all.push_back(lock_to_value(l));
+      std::cout << protocol::to_json_text(all) << "\n";
+    } else {
+      for (const auto& l : locks) print_lock(l);
+    }
+    return 0;
+  }
   if (command == "call") {
     if (address.service.empty()) throw usage_error("call needs lab://HOST:PORT/SERVICE");
     if (words.size() < 2) throw usage_error("call needs a METHOD");
@@ -142,7 +236,9 @@ int main(int argc, char** argv) {
   bool json = false;
   try {
     // Global options may come before or after the command word.
-    command_line cl(argc, argv, 1, {"timeout", "client-name"}, {"json", "help"});
+    const std::set<std::string> valued{"timeout", "client-name", "wait", "admin-secret-file"};
+    const std::set<std::string> flags{"json", "help", "hold", "force"};
+    command_line cl(argc, argv, 1, valued, flags);
     json = cl.flag("json");
     if (cl.flag("help") || cl.positional().empty()) {
       std::cout << usage_text;
@@ -159,8 +255,7 @@ int main(int argc, char** argv) {
       }
       rest.push_back(argv[i]);
     }
-    command_line sub(static_cast<int>(rest.size()), rest.data(), 1, {"timeout", "client-name"},
-                     {"json", "help"});
+    command_line sub(static_cast<int>(rest.size()), rest.data(), 1, valued, flags);
     return run(command, sub);
   } catch (const usage_error& e) {
     std::cerr << "labctl: " << e.what() << "\n" << usage_text;

@@ -3,7 +3,11 @@
 // Gates are process-wide, so two services of one daemon (two instances) share them.
 #include <labhost/driver.h>
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <filesystem>
 #include <thread>
@@ -23,6 +27,7 @@ std::mutex gates_mutex;  // guards gates
 std::condition_variable gates_changed;
 std::map<std::string, gate> gates;
 
+std::atomic<std::int64_t> sequence_counter{0};  // orders events across instances and threads
 std::atomic<int> instances_alive{0};
 std::atomic<int> instances_created{0};
 
@@ -95,6 +100,20 @@ class test_echo {
     std::lock_guard lock(gates_mutex);
     --gates[path].waiting;
   }
+  /// Blocks until a writer opens the FIFO at `path` and writes a byte. The test's open()
+  /// returns once this call is inside the driver: an event, not a guess. Returns the
+  /// sequence number taken on the way out.
+  std::int64_t wait_fifo(std::string path) {
+    int fd = ::open(path.c_str(), O_RDONLY);
+    if (fd < 0) throw labhost::driver_error("cannot open " + path);
+    char byte;
+    while (::read(fd, &byte, 1) < 0 && errno == EINTR) {
+    }
+    ::close(fd);
+    return ++sequence_counter;
+  }
+  /// The next number of a process-wide sequence.
+  std::int64_t sequence() { return ++sequence_counter; }
   std::int64_t alive() { return instances_alive.load(); }
   std::int64_t created() { return instances_created.load(); }
 
@@ -122,5 +141,7 @@ LABHOST_DRIVER(test_echo, "test_echo", "0.1.0", "labhost tests", "Echo and gate 
     labhost::method(&test_echo::waiting, "waiting", {"name"}, "Calls waiting in gate name."),
     labhost::method(&test_echo::open_gate, "open_gate", {"name"}, "Releases gate name for good."),
     labhost::method(&test_echo::wait_file, "wait_file", {"path"}, "Blocks until the file exists."),
+    labhost::method(&test_echo::wait_fifo, "wait_fifo", {"path"}, "Blocks until a byte arrives on a FIFO."),
+    labhost::method(&test_echo::sequence, "sequence", {}, "Next number of a process-wide sequence."),
     labhost::method(&test_echo::alive, "alive", {}, "Live instances of this driver."),
     labhost::method(&test_echo::created, "created", {}, "Instances created so far."))

@@ -19,6 +19,7 @@
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 #include "labhost/description.h"
 #include "labhost/errors.h"
@@ -31,6 +32,25 @@ struct client_options {
   std::chrono::milliseconds timeout{0};       // per request; 0 waits as long as it takes
   std::chrono::milliseconds connect_timeout{5000};
   std::uint32_t max_frame_bytes = 64u << 20;  // larger replies are refused (bad_frame)
+  /// Send heartbeats (a ping every third of the daemon's lease) while the client is open,
+  /// so that an idle session, and its locks, stay alive.
+  bool heartbeats = true;
+  /// After the connection breaks, reconnect and resume the session (with its locks) from
+  /// the heartbeat thread and before the next request. A request whose connection broke
+  /// while it was in flight still fails with connection_lost: it may have run.
+  bool reconnect = true;
+};
+
+/// One service's lock, as lock() and lock_status() report it.
+struct lock_info {
+  std::string service;
+  bool locked = false;
+  bool yours = false;  // held by this client's session
+  std::string holder_name;
+  std::int64_t holder_pid = 0;
+  std::string holder_address;
+  double since = 0;  // Unix time, seconds
+  std::int64_t lease_left_ms = 0;
 };
 
 /// "lab://HOST:PORT/SERVICE", "lab://HOST:PORT", "HOST:PORT/SERVICE" or "HOST:PORT";
@@ -61,6 +81,22 @@ class client {
   /// Round trip of one ping.
   std::chrono::microseconds ping();
 
+  /// Locks a service for this session (lockable daemons); waits up to `wait` for a lock
+  /// held by another session. Errors: locked, not_lockable, no_such_service.
+  lock_info lock(std::string_view service, std::chrono::milliseconds wait = std::chrono::milliseconds(0));
+  /// Errors: not_lock_owner.
+  void unlock(std::string_view service);
+  /// Releases another session's lock (administrators). Errors: not_authorised.
+  void force_unlock(std::string_view service, std::string_view admin_secret);
+  /// Locks of one service, or of every service when `service` is empty.
+  std::vector<lock_info> lock_status(std::string_view service = {});
+
+  /// Reconnects and presents the session token. True when the daemon still had the session
+  /// (its locks come back with it); false when a new session had to be opened.
+  bool resume();
+  /// The daemon's lease: a session silent this long ends.
+  std::chrono::milliseconds lease() const noexcept;
+
   const std::string& session_token() const noexcept;
   const std::string& daemon_name() const noexcept;
   /// Says goodbye and closes; later requests throw connection_lost. Idempotent.
@@ -89,6 +125,11 @@ class service_proxy {
     return client_->call(service_, method, std::move(args), std::move(kwargs));
   }
   service_description describe() { return client_->describe(service_); }
+  lock_info lock(std::chrono::milliseconds wait = std::chrono::milliseconds(0)) {
+    return client_->lock(service_, wait);
+  }
+  void unlock() { client_->unlock(service_); }
+  lock_info lock_status() { return client_->lock_status(service_).at(0); }
   const std::string& name() const noexcept { return service_; }
   client& connection() noexcept { return *client_; }
 

@@ -1,0 +1,121 @@
+// Server types (threaded, multiplexed) and instance modes (single, session, percall).
+#define BOOST_TEST_MODULE server_types
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <boost/test/unit_test.hpp>
+#include <fstream>
+#include <future>
+
+#include "test_daemon.h"
+
+using namespace labhost;
+using labhost::testing::test_daemon;
+
+namespace {
+
+const std::string two_services = R"({"a": {"driver": "test_echo"}, "b": {"driver": "test_echo"}})";
+
+/// A FIFO whose open() for writing returns once a driver call opened it for reading.
+struct fifo_gate {
+  std::filesystem::path path;
+  int fd = -1;
+  explicit fifo_gate(std::filesystem::path p) : path(std::move(p)) {
+    BOOST_TEST_REQUIRE(::mkfifo(path.c_str(), 0600) == 0);
+  }
+  void wait_entered() { fd = ::open(path.c_str(), O_WRONLY); }  // blocks until the reader is in
+  void release() {
+    BOOST_TEST_REQUIRE(::write(fd, "x", 1) == 1);
+    ::close(fd);
+  }
+};
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(threaded_runs_another_service_while_one_is_blocked) {
+  test_daemon d(two_services, R"("server_type": "threaded", "pool_size": 2)");
+  auto c = d.connect();
+  fifo_gate gate(d.folder() / "gate");
+  auto blocked = std::async(std::launch::async, [&] { return c->call("a", "wait_fifo", {gate.path.string()}).as_int(); });
+  gate.wait_entered();
+  std::int64_t b_seq = c->call("b", "sequence").as_int();  // completes while a is blocked
+  gate.release();
+  BOOST_TEST(b_seq < blocked.get());
+}
+
+BOOST_AUTO_TEST_CASE(multiplexed_runs_one_call_at_a_time_in_arrival_order) {
+  test_daemon d(two_services, R"("server_type": "multiplexed")");
+  auto c1 = d.connect();
+  auto c2 = d.connect();
+  fifo_gate gate(d.folder() / "gate");
+  auto blocked = std::async(std::launch::async, [&] { return c1->call("a", "wait_fifo", {gate.path.string()}).as_int(); });
+  gate.wait_entered();
+  // b's call is sent while a's call holds the daemon's only thread; it runs after a returns.
+  auto queued = std::async(std::launch::async, [&] { return c2->call("b", "sequence").as_int(); });
+  gate.release();
+  std::int64_t a_exit = blocked.get();
+  std::int64_t b_seq = queued.get();
+  BOOST_TEST(b_seq > a_exit);
+}
+
+BOOST_AUTO_TEST_CASE(multiplexed_daemon_describes_itself_with_one_thread) {
+  test_daemon d(two_services, R"("server_type": "multiplexed", "pool_size": 8)");
+  // /proc tells how many threads the daemon runs: one, whatever pool_size says.
+  std::ifstream status("/proc/" + std::to_string(d.process().pid()) + "/status");
+  std::string line;
+  int threads = 0;
+  while (std::getline(status, line))
+    if (line.rfind("Threads:", 0) == 0) threads = std::stoi(line.substr(8));
+  BOOST_TEST(threads == 1);
+}
+
+BOOST_AUTO_TEST_CASE(threaded_daemon_runs_its_pool_and_no_thread_per_connection) {
+  test_daemon d(two_services, R"("server_type": "threaded", "pool_size": 3)");
+  std::vector<std::shared_ptr<client>> clients;
+  for (int i = 0; i < 50; ++i) clients.push_back(d.connect());
+  for (auto& c : clients) BOOST_TEST(c->call("a", "add", {1, 1}).as_int() == 2);
+  std::ifstream status("/proc/" + std::to_string(d.process().pid()) + "/status");
+  std::string line;
+  int threads = 0;
+  while (std::getline(status, line))
+    if (line.rfind("Threads:", 0) == 0) threads = std::stoi(line.substr(8));
+  BOOST_TEST(threads == 3);
+}
+
+BOOST_AUTO_TEST_CASE(single_instance_is_shared_by_every_session) {
+  test_daemon d(R"({"s": {"driver": "test_echo", "mode": "single"}})");
+  auto c1 = d.connect();
+  auto c2 = d.connect();
+  BOOST_TEST(c1->call("s", "calls").as_int() == 1);
+  BOOST_TEST(c2->call("s", "calls").as_int() == 2);  // same instance
+  BOOST_TEST(c2->call("s", "created").as_int() == 1);
+}
+
+BOOST_AUTO_TEST_CASE(session_instances_are_made_per_session_and_closed_when_it_ends) {
+  test_daemon d(R"({"s": {"driver": "test_echo", "mode": "session"}})");
+  auto c1 = d.connect();
+  BOOST_TEST(c1->call("s", "created").as_int() == 1);  // made at the session's first call
+  BOOST_TEST(c1->call("s", "calls").as_int() == 1);
+  BOOST_TEST(c1->call("s", "calls").as_int() == 2);  // the same instance again
+  auto c2 = d.connect();
+  BOOST_TEST(c2->call("s", "calls").as_int() == 1);  // its own instance
+  BOOST_TEST(c2->call("s", "alive").as_int() == 2);
+  c2->close();  // goodbye ends the session: its instance is closed
+  // The close is processed by the daemon after the goodbye; bounded poll on the count.
+  std::int64_t alive = 2;
+  for (int i = 0; i < 10000 && alive != 1; ++i) alive = c1->call("s", "alive").as_int();
+  BOOST_TEST(alive == 1);
+  BOOST_TEST(c1->call("s", "created").as_int() == 2);
+}
+
+BOOST_AUTO_TEST_CASE(percall_instances_live_for_one_call) {
+  test_daemon d(R"({"p": {"driver": "test_echo", "mode": "percall"}})");
+  auto c = d.connect();
+  BOOST_TEST(c->call("p", "created").as_int() == 1);  // nothing opened at start but this call's own
+  // ... each call makes its own instance, alone while it runs, closed after
+  BOOST_TEST(c->call("p", "alive").as_int() == 1);
+  BOOST_TEST(c->call("p", "calls").as_int() == 1);
+  BOOST_TEST(c->call("p", "calls").as_int() == 1);
+  BOOST_TEST(c->call("p", "created").as_int() == 5);
+}
