@@ -12,6 +12,7 @@
 #include <array>
 #include <atomic>
 #include <cerrno>
+#include <cstdlib>
 #include <condition_variable>
 #include <cstring>
 #include <map>
@@ -531,6 +532,51 @@ service_proxy service_proxy::connect(std::string_view address, client_options op
   auto a = service_address::parse(address);
   if (a.service.empty())
     fail(errc::bad_address, "\"" + std::string(address) + "\" names no service (lab://HOST:PORT/SERVICE)");
+  return service_proxy(client::connect(a.host, a.port, std::move(options)), a.service);
+}
+
+std::string default_nameserver() {
+  const char* env = std::getenv("LABHOST_NS");
+  return env && *env ? env : "127.0.0.1:7700";
+}
+
+namespace {
+
+std::shared_ptr<client> connect_nameserver(std::string_view nameserver, client_options options) {
+  std::string where = nameserver.empty() ? default_nameserver() : std::string(nameserver);
+  auto a = service_address::parse(where);
+  options.heartbeats = false;  // one short question
+  return client::connect(a.host, a.port, std::move(options));
+}
+
+name_record to_record(const value& v) {
+  name_record r;
+  if (const value* name = v.find("name"); name && name->is_string()) r.name = name->as_string();
+  if (const value* address = v.find("address"); address && address->is_string()) r.address = address->as_string();
+  if (const value* owner = v.find("owner"); owner && owner->is_string()) r.owner = owner->as_string();
+  if (const value* metadata = v.find("metadata")) r.metadata = *metadata;
+  if (r.name.empty() || r.address.empty()) fail(errc::bad_message, "nameserver: malformed name record");
+  return r;
+}
+
+}  // namespace
+
+std::vector<name_record> list_names(std::string_view nameserver, std::string_view prefix, client_options options) {
+  auto ns = connect_nameserver(nameserver, std::move(options));
+  value found = ns->call("nameserver", "list", {std::string(prefix)});
+  if (!found.is_list()) fail(errc::bad_message, "nameserver: list did not return a list");
+  std::vector<name_record> out;
+  for (const auto& entry : found.as_list()) out.push_back(to_record(entry));
+  return out;
+}
+
+service_address resolve_name(std::string_view name, std::string_view nameserver, client_options options) {
+  auto ns = connect_nameserver(nameserver, std::move(options));
+  return service_address::parse(to_record(ns->call("nameserver", "lookup", {std::string(name)})).address);
+}
+
+service_proxy locate(std::string_view name, std::string_view nameserver, client_options options) {
+  auto a = resolve_name(name, nameserver, options);
   return service_proxy(client::connect(a.host, a.port, std::move(options)), a.service);
 }
 

@@ -295,12 +295,48 @@ host_config parse_host_config(std::string_view text, const std::filesystem::path
   if (!std::filesystem::is_directory(config.plugin_dir, ec))
     throw config_error("plugin_dir: " + config.plugin_dir.string() + " is not a folder");
 
+  if (const json::value* ns = r.optional("nameserver")) {
+    object_reader nr(*ns, "nameserver");
+    nameserver_config n;
+    const json::value& listen = nr.required("listen", "\"HOST:PORT\"");
+    if (!listen.is_string()) throw config_error(nr.child("listen") + ": expected \"HOST:PORT\"");
+    try {
+      n.listen = parse_endpoint(listen.get_string());
+    } catch (const std::invalid_argument& e) {
+      throw config_error(nr.child("listen") + ": " + e.what());
+    }
+    n.lease = std::chrono::milliseconds(
+        static_cast<std::int64_t>(nr.number("lease_s", 10.0, 0.1, 86400.0) * 1000.0));
+    nr.refuse_unknown_keys({"listen", "lease_s"});
+    config.nameserver = n;
+  }
+  if (const json::value* list = r.optional("register_with")) {
+    if (!list->is_array()) throw config_error("register_with: expected a list of \"HOST:PORT\"");
+    for (std::size_t i = 0; i < list->get_array().size(); ++i) {
+      const auto& entry = list->get_array()[i];
+      std::string path = "register_with[" + std::to_string(i) + "]";
+      if (!entry.is_string()) throw config_error(path + ": expected \"HOST:PORT\"");
+      try {
+        config.register_with.push_back(parse_endpoint(entry.get_string()));
+      } catch (const std::invalid_argument& e) {
+        throw config_error(path + ": " + e.what());
+      }
+    }
+  } else if (config.nameserver) {
+    // By default the daemons register with the nameserver of their own host.
+    auto local = config.nameserver->listen;
+    if (local.host == "0.0.0.0") local.host = "127.0.0.1";
+    if (local.host == "::") local.host = "::1";
+    config.register_with.push_back(local);
+  }
+
   const json::value& daemons = r.required("daemons", "an object of daemons");
   object_reader dr(daemons, "daemons");
   std::map<std::uint16_t, std::string> ports;
   for (const auto& [name, daemon] : dr.object()) {
     dr.optional(name);
     auto d = parse_daemon(dr.child(name), std::string(name), daemon, config.plugin_dir, base);
+    d.register_with = config.register_with;
     // Port 0 (pick a free port) may repeat: tests use it for every daemon.
     if (d.address.port != 0) {
       auto [it, fresh] = ports.emplace(d.address.port, d.name);
@@ -310,7 +346,13 @@ host_config parse_host_config(std::string_view text, const std::filesystem::path
     }
     config.daemons.push_back(std::move(d));
   }
-  r.refuse_unknown_keys({"plugin_dir", "daemons"});
+  if (config.nameserver && config.nameserver->listen.port != 0) {
+    for (const auto& d : config.daemons)
+      if (d.address.port == config.nameserver->listen.port)
+        throw config_error("nameserver.listen: port " + std::to_string(d.address.port) +
+                           " is already used by daemon " + d.name);
+  }
+  r.refuse_unknown_keys({"plugin_dir", "nameserver", "register_with", "daemons"});
   return config;
 }
 

@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -52,12 +53,20 @@ struct daemon_config {
   std::chrono::milliseconds lease{10'000};
   std::uint32_t max_frame_bytes = 64u << 20;
   std::filesystem::path admin_secret_file;  // empty: force unlock disabled
+  std::vector<endpoint_address> register_with;  // nameservers this daemon registers with
   std::vector<service_config> services;
+};
+
+struct nameserver_config {
+  endpoint_address listen;
+  std::chrono::milliseconds lease{10'000};
 };
 
 struct host_config {
   std::filesystem::path file;        // where it was read from
   std::filesystem::path plugin_dir;  // absolute
+  std::optional<nameserver_config> nameserver;  // one to run on this host
+  std::vector<endpoint_address> register_with;  // nameservers every daemon registers with
   std::vector<daemon_config> daemons;
 
   const daemon_config* find_daemon(std::string_view name) const noexcept;

@@ -200,6 +200,11 @@ void connection::handle_describe(std::uint32_t request_id, const value& payload)
                                 protocol::to_value(state_->describe())));
     return;
   }
+  if (state_->names && describe->service == "nameserver") {
+    send_value(message_type::description, request_id,
+               protocol::to_value(state_->nameserver_description(true)));
+    return;
+  }
   auto it = state_->services.find(describe->service);
   if (it == state_->services.end()) {
     send_error(request_id, {errc::no_such_service, "daemon " + state_->config.name +
@@ -219,6 +224,12 @@ void connection::handle_call(std::uint32_t request_id, value payload) {
   if (!call) {
     send_error(request_id, call.err());
     return;
+  }
+  if (state_->names && call->service == "nameserver") {
+    // The name table is quick and guarded by its own mutex: answered right here.
+    auto answer = state_->names->call(session_->info(), call->method, call->args, call->kwargs);
+    if (!answer) return send_error(request_id, answer.err());
+    return send_value(message_type::result, request_id, *answer);
   }
   auto it = state_->services.find(call->service);
   if (it == state_->services.end()) {

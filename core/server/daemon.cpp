@@ -10,7 +10,11 @@
 #include <thread>
 #include <vector>
 
+#include <unistd.h>
+
 #include "../logging/log.h"
+#include "../naming/name_registry.h"
+#include "../naming/registrar.h"
 #include "connection.h"
 #include "daemon_state.h"
 
@@ -53,21 +57,6 @@ void accept_next(const std::shared_ptr<daemon_state>& state) {
       }
     }
     accept_next(state);
-
-  // Sessions silent for the lease time end (their locks with them): check often enough that
-  // a lock comes free well within a second of its lease running out.
-  asio::steady_timer lease_timer(state->io);
-  const auto sweep_period = std::clamp<std::chrono::milliseconds>(
-      state->config.lease / 10, std::chrono::milliseconds(10), std::chrono::milliseconds(500));
-  std::function<void()> sweep = [&] {
-    lease_timer.expires_after(sweep_period);
-    lease_timer.async_wait([&](boost::system::error_code wait_error) {
-      if (wait_error) return;
-      state->expire_sessions();
-      sweep();
-    });
-  };
-  sweep();
   });
 }
 
@@ -121,6 +110,7 @@ void daemon::run(bool handle_signals) {
     });
   }
   accept_next(state);
+  start_registrar();
 
   // Sessions silent for the lease time end (their locks with them): check often enough that
   // a lock comes free well within a second of its lease running out.
@@ -145,6 +135,7 @@ void daemon::run(bool handle_signals) {
     state->acceptor.close(ec);
     signals.cancel(ec);
     lease_timer.cancel();
+    registrar_.reset();  // goodbye to the nameservers: the names go first
     auto deadline = std::chrono::steady_clock::now() + stop_grace;
     auto check = std::make_shared<std::function<void()>>();
     *check = [&, state, deadline, check] {
@@ -176,6 +167,33 @@ void daemon::run(bool handle_signals) {
     LABHOST_LOG_SERVICE(debug, name) << "closed";
   }
   LABHOST_LOG(info) << "daemon " << state->config.name << " stopped";
+}
+
+void daemon::serve_names() { state_->names = std::make_shared<naming::name_registry>(); }
+
+void daemon::start_registrar() {
+  const auto& cfg = state_->config;
+  if (cfg.register_with.empty() || cfg.services.empty()) return;
+  std::string host = cfg.address.host;
+  if (host == "0.0.0.0" || host == "::" || host.empty()) {
+    char name[256] = {};
+    ::gethostname(name, sizeof name - 1);
+    host = name;
+  }
+  boost::system::error_code ec;
+  auto port = state_->acceptor.local_endpoint(ec).port();
+  host::endpoint_address advertised{host, port};
+  std::vector<naming::registration> names;
+  for (const auto& service : cfg.services) {
+    map metadata{{"daemon", cfg.name}, {"driver", service.driver}, {"description", service.description}};
+    if (service.metadata.is_map())
+      for (const auto& [key, v] : service.metadata.as_map()) metadata.emplace_back(key, v);
+    names.push_back({service.name, "lab://" + advertised.to_string() + "/" + service.name, std::move(metadata)});
+  }
+  char hostname[256] = {};
+  ::gethostname(hostname, sizeof hostname - 1);
+  registrar_ = std::make_unique<naming::registrar>(cfg.register_with, std::move(names),
+                                                   "daemon " + cfg.name + "@" + hostname);
 }
 
 void daemon::stop() {

@@ -16,6 +16,10 @@
 
 #include "../host/host_config.h"
 
+namespace labhost::naming {
+class registrar;
+}
+
 namespace labhost::server {
 
 class daemon_state;
@@ -41,9 +45,16 @@ class daemon {
   /// Begins the graceful stop; run() returns when it is done. Thread-safe.
   void stop();
 
+  /// Makes this daemon a nameserver: it serves the built-in "nameserver" service (call
+  /// before run()).
+  void serve_names();
+
  private:
+  void start_registrar();
+
   std::shared_ptr<daemon_state> state_;
   std::function<void()> stopping_;  // set by run(); runs on the io_context
+  std::unique_ptr<naming::registrar> registrar_;  // while running, when register_with is set
 };
 
 }  // namespace labhost::server

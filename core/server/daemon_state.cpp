@@ -25,7 +25,20 @@ daemon_description daemon_state::describe() const {
   daemon_description d;
   d.daemon = config.name;
   for (const auto& [name, slot] : services) d.services.push_back(slot->svc->describe(false));
+  if (names) d.services.push_back(nameserver_description(false));
   return d;
+}
+
+service_description daemon_state::nameserver_description(bool with_methods) const {
+  service_description s;
+  s.name = "nameserver";
+  s.driver = "builtin";
+  s.driver_version = LABHOST_VERSION;
+  s.vendor = "labhost";
+  s.description = "Maps service names to addresses and metadata";
+  s.state = "ready";
+  if (with_methods) s.methods = naming::name_registry::methods();
+  return s;
 }
 
 service_slot* daemon_state::find_service(std::string_view name) {
@@ -54,6 +67,10 @@ void daemon_state::end_session(const std::shared_ptr<session>& s, std::string_vi
   }
   auto info = s->info();
   LABHOST_LOG(debug) << "session of " << info.client_name << " (pid " << info.pid << ") ended: " << why;
+  if (names) {
+    if (auto dropped = names->drop_session(s->token()))
+      LABHOST_LOG(info) << dropped << " name(s) of " << info.client_name << " removed: " << why;
+  }
   for (auto& [name, slot] : services) {
     if (slot->svc->release_if_held_by(s->token())) {
       LABHOST_LOG_SERVICE(info, name) << "lock of " << info.client_name << " released: " << why;

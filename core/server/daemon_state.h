@@ -18,6 +18,7 @@
 #include <string>
 
 #include "../host/host_config.h"
+#include "../naming/name_registry.h"
 #include "../protocol/messages.h"
 #include "../service/service.h"
 #include "labhost/description.h"
@@ -70,6 +71,7 @@ class daemon_state : public std::enable_shared_from_this<daemon_state> {
   /// A fresh unguessable session token (32 hex digits).
   std::string new_session_token();
   daemon_description describe() const;
+  service_description nameserver_description(bool with_methods) const;
   service_slot* find_service(std::string_view name);
 
   // --- Sessions.
@@ -88,6 +90,8 @@ class daemon_state : public std::enable_shared_from_this<daemon_state> {
   void grant_waiters(service_slot& slot);
   /// Force unlock needs this secret (host.json admin_secret_file); empty disables it.
   std::string admin_secret;
+  /// Set when this daemon is a nameserver: it then serves the built-in "nameserver" service.
+  std::shared_ptr<naming::name_registry> names;
 
   // The open connections, so that shutdown can close them all.
   void add(const std::shared_ptr<connection>& c);

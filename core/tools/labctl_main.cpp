@@ -18,7 +18,10 @@ using tools::command_line;
 using tools::usage_error;
 
 constexpr const char* usage_text =
-    "usage: labctl [--json] [--timeout SECONDS] [--client-name NAME] COMMAND ...\n"
+    "usage: labctl [--json] [--timeout SECONDS] [--client-name NAME] [--ns HOST:PORT] COMMAND ...\n"
+    "ADDRESS is lab://HOST:PORT[/SERVICE], or a service name looked up on the nameserver\n"
+    "(--ns, else $LABHOST_NS, else 127.0.0.1:7700).\n"
+    "  ls [PREFIX]                              the names registered on the nameserver\n"
     "  describe lab://HOST:PORT[/SERVICE]       the daemon's services, or a service's methods\n"
     "  call lab://HOST:PORT/SERVICE METHOD [ARG...]\n"
     "                                           call a method; each ARG is a JSON literal\n"
@@ -130,11 +133,46 @@ void print_service(const service_description& s) {
   }
 }
 
+/// lab://HOST:PORT[/SERVICE] or HOST:PORT[/SERVICE] as given; any other word is a name.
+service_address resolve(const std::string& word, const command_line& cl) {
+  bool looks_like_address = word.starts_with("lab://") || word.find(':') != std::string::npos;
+  if (looks_like_address) return service_address::parse(word);
+  std::string nameserver = cl.get("ns", default_nameserver());
+  try {
+    return resolve_name(word, nameserver);
+  } catch (const remote_error& e) {
+    if (e.code() != errc::connection_lost) throw;
+    throw remote_error(error{errc::connection_lost, "cannot reach the nameserver " + nameserver +
+                                                        " to look up \"" + word + "\": " + e.message()});
+  }
+}
+
+int list_registered(const command_line& cl) {
+  const auto& words = cl.positional();
+  auto names = list_names(cl.get("ns", ""), words.empty() ? "" : words[0]);
+  if (cl.flag("json")) {
+    list all;
+    for (const auto& n : names)
+      all.push_back(map{{"name", n.name}, {"address", n.address}, {"metadata", n.metadata}, {"owner", n.owner}});
+    std::cout << protocol::to_json_text(all) << "\n";
+    return 0;
+  }
+  for (const auto& n : names) {
+    const value* description = n.metadata.find("description");
+    std::cout << n.name << "  " << n.address;
+    if (description && description->is_string() && !description->as_string().empty())
+      std::cout << "  " << description->as_string();
+    std::cout << "\n";
+  }
+  return 0;
+}
+
 int run(const std::string& command, const command_line& cl) {
+  if (command == "ls") return list_registered(cl);
   const auto& words = cl.positional();
   const bool json = cl.flag("json");
   if (words.empty()) throw usage_error(command + " needs an address");
-  auto address = service_address::parse(words[0]);
+  auto address = resolve(words[0], cl);
 
   if (command == "ping") {
     if (words.size() != 1) throw usage_error("ping takes one address");
@@ -236,7 +274,7 @@ int main(int argc, char** argv) {
   bool json = false;
   try {
     // Global options may come before or after the command word.
-    const std::set<std::string> valued{"timeout", "client-name", "wait", "admin-secret-file"};
+    const std::set<std::string> valued{"timeout", "client-name", "wait", "admin-secret-file", "ns"};
     const std::set<std::string> flags{"json", "help", "hold", "force"};
     command_line cl(argc, argv, 1, valued, flags);
     json = cl.flag("json");

@@ -29,6 +29,8 @@ constexpr const char* usage_text =
     "  up      [--config FILE] [--log-level L]   start every daemon of host.json and watch them\n"
     "  daemon  --name NAME [--config FILE] [--log-level L]\n"
     "                                            serve one daemon of host.json (foreground)\n"
+    "  ns      --listen HOST:PORT [--lease S] [--log-level L]\n"
+    "                                            run a nameserver (foreground)\n"
     "  check   [--config FILE]                   validate host.json and exit\n"
     "  plugins [--dir DIR] [--json]              describe every plugin file in a folder\n"
     "  version                                   print the version\n"
@@ -147,6 +149,26 @@ int run_up(const command_line& cl) {
   return 0;
 }
 
+int run_nameserver(const command_line& cl) {
+  logging::init("nameserver", log_level(cl));
+  auto listen = cl.get("listen");
+  if (!listen) throw usage_error("labhost ns needs --listen HOST:PORT");
+  host::daemon_config config;
+  config.name = "nameserver";
+  try {
+    config.address = host::parse_endpoint(*listen);
+  } catch (const std::invalid_argument& e) {
+    throw usage_error(std::string("--listen: ") + e.what());
+  }
+  config.pool_size = 2;
+  config.lease = std::chrono::milliseconds(static_cast<long long>(std::stod(cl.get("lease", "10")) * 1000));
+  server::daemon nameserver(config, {});
+  nameserver.serve_names();
+  std::cout << "labhost nameserver listening on " << nameserver.local_address() << std::endl;
+  nameserver.run();
+  return 0;
+}
+
 int run_check(const command_line& cl) {
   std::string file = cl.get("config", "host.json");
   auto config = host::load_host_config(file);
@@ -188,6 +210,8 @@ int main(int argc, char** argv) {
       return run_daemon(command_line(argc, argv, 2, {"config", "name", "log-level"}, {}));
     if (command == "up") return run_up(command_line(argc, argv, 2, {"config", "log-level"}, {}));
     if (command == "check") return run_check(command_line(argc, argv, 2, {"config"}, {}));
+    if (command == "ns")
+      return run_nameserver(command_line(argc, argv, 2, {"listen", "lease", "log-level"}, {}));
     if (command == "plugins") return run_plugins(command_line(argc, argv, 2, {"dir"}, {"json"}));
     if (command == "version") {
       std::cout << "labhost " << LABHOST_VERSION << "\n";

@@ -96,7 +96,12 @@ BOOST_AUTO_TEST_SUITE_END()
 BOOST_AUTO_TEST_CASE(usage_and_connection_errors) {
   auto none = labctl({});
   BOOST_TEST(none.status == 2);
-  BOOST_TEST(labctl({"call", "nonsense", "x"}).err.find("bad_address") != std::string::npos);
+  BOOST_TEST(labctl({"call", "lab://nowhere", "x"}).err.find("bad_address") != std::string::npos);
+  // A plain word is a name, looked up on the nameserver; none listens on port 1.
+  auto unresolved = labctl({"--ns", "127.0.0.1:1", "call", "laser", "x"});
+  BOOST_TEST(unresolved.status == 1);
+  BOOST_TEST(unresolved.err.find("cannot reach the nameserver 127.0.0.1:1 to look up \"laser\"") != std::string::npos,
+             unresolved.err);
   BOOST_TEST(labctl({"frobnicate", "lab://127.0.0.1:1"}).status == 2);
   BOOST_TEST(labctl({"--bogus", "ping", "lab://127.0.0.1:1"}).status == 2);
   // Nothing listens on port 1 of loopback.

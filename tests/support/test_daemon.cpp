@@ -1,5 +1,10 @@
 #include "test_daemon.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <fstream>
 #include <signal.h>
 #include <sstream>
@@ -33,12 +38,15 @@ std::filesystem::path make_plugin_folder(const std::filesystem::path& dir) {
   return plugins;
 }
 
-test_daemon::test_daemon(const std::string& services, const std::string& daemon_keys) {
+test_daemon::test_daemon(const std::string& services, const std::string& daemon_keys,
+                         const std::string& host_keys) {
   make_plugin_folder(dir_.path());
   auto config = dir_.path() / "host.json";
   {
     std::ofstream out(config);
-    out << "{\"plugin_dir\": \"plugins\", \"daemons\": {\"test\": {\"address\": \"127.0.0.1:0\", "
+    bool has_address = daemon_keys.find("\"address\"") != std::string::npos;
+    out << "{\"plugin_dir\": \"plugins\", " << (host_keys.empty() ? "" : host_keys + ", ")
+        << "\"daemons\": {\"test\": {" << (has_address ? "" : "\"address\": \"127.0.0.1:0\", ")
         << (daemon_keys.empty() ? "" : daemon_keys + ", ") << "\"services\": " << services << "}}}\n";
   }
   process_ = std::make_unique<test_process>(
@@ -76,6 +84,37 @@ std::string test_daemon::log() const {
 int test_daemon::stop() {
   process_->signal(SIGTERM);
   return process_->wait_or_kill(std::chrono::seconds(30));
+}
+
+test_nameserver::test_nameserver(std::uint16_t port, double lease_s) {
+  process_ = std::make_unique<test_process>(
+      std::vector<std::string>{(bin_dir() / "labhost").string(), "ns", "--listen",
+                               "127.0.0.1:" + std::to_string(port), "--lease", std::to_string(lease_s),
+                               "--log-level", "debug"},
+      (dir_.path() / "nameserver.log").string());
+  auto line = process_->read_line();
+  const std::string marker = "labhost nameserver listening on 127.0.0.1:";
+  if (!line || line->find(marker) != 0) throw std::runtime_error("labhost ns did not start: " + log());
+  port_ = static_cast<std::uint16_t>(std::stoi(line->substr(marker.size())));
+}
+
+std::string test_nameserver::log() const {
+  std::ifstream in(dir_.path() / "nameserver.log");
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+std::uint16_t free_port() {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  socklen_t len = sizeof a;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  ::close(fd);
+  return ntohs(a.sin_port);
 }
 
 }  // namespace labhost::testing

@@ -39,8 +39,10 @@ std::filesystem::path make_plugin_folder(const std::filesystem::path& dir);
 class test_daemon {
  public:
   /// `services`: the JSON object of services; `daemon_keys`: extra keys of the daemon entry
-  /// (e.g. "\"server_type\": \"multiplexed\""), written as given.
-  explicit test_daemon(const std::string& services, const std::string& daemon_keys = "");
+  /// (e.g. "\"server_type\": \"multiplexed\""; an "address" there replaces 127.0.0.1:0);
+  /// `host_keys`: extra top-level keys of host.json (e.g. "\"register_with\": [...]").
+  explicit test_daemon(const std::string& services, const std::string& daemon_keys = "",
+                       const std::string& host_keys = "");
   ~test_daemon();
 
   std::uint16_t port() const { return port_; }
@@ -57,6 +59,25 @@ class test_daemon {
   std::unique_ptr<test_process> process_;
   std::uint16_t port_ = 0;
 };
+
+/// A `labhost ns` process on loopback (port 0: a free one).
+class test_nameserver {
+ public:
+  explicit test_nameserver(std::uint16_t port = 0, double lease_s = 10.0);
+  std::uint16_t port() const { return port_; }
+  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+  test_process& process() { return *process_; }
+  std::string log() const;
+
+ private:
+  temp_dir dir_;
+  std::unique_ptr<test_process> process_;
+  std::uint16_t port_ = 0;
+};
+
+/// A loopback port that was free a moment ago (bound to port 0, read back, released), for
+/// tests that must start a server on an address known in advance.
+std::uint16_t free_port();
 
 }  // namespace labhost::testing
 

@@ -138,6 +138,27 @@ class service_proxy {
   std::string service_;
 };
 
+// --- The nameserver.
+
+/// A registered name.
+struct name_record {
+  std::string name;
+  std::string address;  // "lab://HOST:PORT/SERVICE"
+  value metadata;       // daemon, driver, description, and the service's own metadata
+  std::string owner;    // client name of the registering daemon
+};
+
+/// The nameserver to use when none is given: $LABHOST_NS, else "127.0.0.1:7700".
+std::string default_nameserver();
+/// Names on a nameserver ("HOST:PORT"; empty: the default) starting with `prefix`.
+std::vector<name_record> list_names(std::string_view nameserver = {}, std::string_view prefix = {},
+                                    client_options options = {});
+/// The address a name stands for. Errors: no_such_name.
+service_address resolve_name(std::string_view name, std::string_view nameserver = {},
+                             client_options options = {});
+/// Connects to the service a name stands for.
+service_proxy locate(std::string_view name, std::string_view nameserver = {}, client_options options = {});
+
 }  // namespace labhost
 
 #endif  // LABHOST_CLIENT_H

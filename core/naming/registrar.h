@@ -1,0 +1,51 @@
+// registrar.h: keeps a daemon's services registered with its nameservers.
+//
+// One thread per nameserver connects, registers every name, and checks the connection twice
+// a second; when the nameserver is not reachable (not started yet at boot, restarted, network
+// down) it retries with a growing delay (0.2 s doubling to 10 s) and registers everything
+// again on the new session. A name held by another live daemon (name_taken) is logged and
+// retried. Destroying the registrar says goodbye, which removes the names.
+#ifndef LABHOST_NAMING_REGISTRAR_H
+#define LABHOST_NAMING_REGISTRAR_H
+
+#include <condition_variable>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "../host/host_config.h"
+#include "labhost/value.h"
+
+namespace labhost::naming {
+
+struct registration {
+  std::string name;
+  std::string address;  // lab://HOST:PORT/SERVICE
+  value metadata = map{};
+};
+
+class registrar {
+ public:
+  registrar(std::vector<host::endpoint_address> nameservers, std::vector<registration> names,
+            std::string client_name);
+  ~registrar();
+  registrar(const registrar&) = delete;
+  registrar& operator=(const registrar&) = delete;
+
+ private:
+  void keep_registered(const host::endpoint_address& nameserver);
+  /// Waits up to `period`; false when stopping.
+  bool pause(std::chrono::milliseconds period);
+
+  std::vector<registration> names_;
+  std::string client_name_;
+  std::mutex mutex_;  // guards stopping_
+  std::condition_variable wake_;
+  bool stopping_ = false;
+  std::vector<std::thread> threads_;
+};
+
+}  // namespace labhost::naming
+
+#endif  // LABHOST_NAMING_REGISTRAR_H
