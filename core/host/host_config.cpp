@@ -295,6 +295,24 @@ host_config parse_host_config(std::string_view text, const std::filesystem::path
   if (!std::filesystem::is_directory(config.plugin_dir, ec))
     throw config_error("plugin_dir: " + config.plugin_dir.string() + " is not a folder");
 
+  std::filesystem::path state_dir = r.text("state_dir", "state");
+  config.state_dir =
+      std::filesystem::absolute(state_dir.is_absolute() ? state_dir : base / state_dir).lexically_normal();
+  if (const json::value* log = r.optional("logging")) {
+    object_reader lr(*log, "logging");
+    config.logging.level = lr.text("level", "info");
+    if (config.logging.level != "debug" && config.logging.level != "info" &&
+        config.logging.level != "warning" && config.logging.level != "error")
+      throw config_error("logging.level: \"" + config.logging.level +
+                         "\" (expected debug, info, warning or error)");
+    std::filesystem::path log_file = lr.text("file", "");
+    if (!log_file.empty())
+      config.logging.file = (log_file.is_absolute() ? log_file : base / log_file).lexically_normal();
+    config.logging.rotate_bytes =
+        static_cast<std::uint64_t>(lr.number("rotate_mib", 10.0, 0.01, 1e6) * 1024 * 1024);
+    config.logging.keep_files = static_cast<unsigned>(lr.integer("keep", 5, 1, 1000));
+    lr.refuse_unknown_keys({"level", "file", "rotate_mib", "keep"});
+  }
   if (const json::value* ns = r.optional("nameserver")) {
     object_reader nr(*ns, "nameserver");
     nameserver_config n;
@@ -352,7 +370,7 @@ host_config parse_host_config(std::string_view text, const std::filesystem::path
         throw config_error("nameserver.listen: port " + std::to_string(d.address.port) +
                            " is already used by daemon " + d.name);
   }
-  r.refuse_unknown_keys({"plugin_dir", "nameserver", "register_with", "daemons"});
+  r.refuse_unknown_keys({"plugin_dir", "state_dir", "logging", "nameserver", "register_with", "daemons"});
   return config;
 }
 

@@ -62,9 +62,18 @@ struct nameserver_config {
   std::chrono::milliseconds lease{10'000};
 };
 
+struct logging_config {
+  std::string level = "info";           // debug, info, warning, error
+  std::filesystem::path file;           // empty: stderr only (journald under systemd)
+  std::uint64_t rotate_bytes = 10u << 20;
+  unsigned keep_files = 5;
+};
+
 struct host_config {
   std::filesystem::path file;        // where it was read from
   std::filesystem::path plugin_dir;  // absolute
+  std::filesystem::path state_dir;   // absolute: the supervisor's lock and control socket
+  logging_config logging;
   std::optional<nameserver_config> nameserver;  // one to run on this host
   std::vector<endpoint_address> register_with;  // nameservers every daemon registers with
   std::vector<daemon_config> daemons;
@@ -88,7 +97,7 @@ host_config load_host_config(const std::filesystem::path& file);
 host_config parse_host_config(std::string_view text, const std::filesystem::path& file);
 
 /// Path of the plugin file for a driver name in a plugin folder ("sim_laser" ->
-/// DIR/libsim_laser.so or DIR/sim_laser.so, whichever exists; the latter when neither).
+/// DIR/sim_laser.so).
 std::filesystem::path plugin_file(const std::filesystem::path& plugin_dir, std::string_view driver);
 
 }  // namespace labhost::host

@@ -7,6 +7,7 @@
 #ifndef LABHOST_LOGGING_LOG_H
 #define LABHOST_LOGGING_LOG_H
 
+#include <cstdint>
 #include <sstream>
 #include <string>
 #include <string_view>
@@ -21,6 +22,13 @@ void init(std::string_view role, severity minimum = severity::info);
 severity parse_severity(std::string_view text);
 
 void write(severity level, std::string_view service, std::string_view message);
+
+/// Also writes every record to `file`, rotated when it reaches `rotate_bytes`, keeping the
+/// newest `keep_files` rotated files beside it. Throws std::runtime_error when it cannot.
+void add_file(const std::string& file, std::uint64_t rotate_bytes, unsigned keep_files);
+
+/// Writes a line formatted elsewhere (a child process's log line) as it is.
+void write_raw(std::string_view line);
 
 /// Stream-style helper: log_line(severity::info, "laser") << "opened " << x;
 class log_line {

@@ -40,8 +40,14 @@ struct vector_output {
   }
 };
 
-std::string text_of(const std::vector<std::uint8_t>& bytes) {
-  return std::string(bytes.begin(), bytes.end());
+/// A driver's message as text that will encode: invalid UTF-8 would make the whole error
+/// frame undecodable for the client, so such bytes become '?'.
+std::string text_of(std::span<const std::uint8_t> bytes) {
+  std::string text(bytes.begin(), bytes.end());
+  if (!codec_detail::valid_utf8(bytes.data(), bytes.size()))
+    for (char& c : text)
+      if (static_cast<unsigned char>(c) >= 0x80) c = '?';
+  return text;
 }
 
 errc status_to_errc(int status) {
@@ -202,7 +208,7 @@ std::optional<error> driver_instance::invoke(std::uint32_t method_index,
     if (out.size() == start) out.push_back(static_cast<std::uint8_t>(value_kind::null));
     return std::nullopt;
   }
-  std::string message(out.begin() + static_cast<std::ptrdiff_t>(start), out.end());
+  std::string message = text_of(std::span(out).subspan(start));
   out.resize(start);
   if (message.empty()) message = "driver reported an error without a message";
   return error{status_to_errc(status), std::move(message)};

@@ -98,7 +98,10 @@ void connection::on_frame(const protocol::frame_header& header) {
     return;
   }
   if (header.type == message_type::goodbye) {
-    if (session_) state_->end_session(session_, "goodbye");
+    if (session_) {
+      session_->detach(this);  // so that ending the session leaves the queued replies to flush
+      state_->end_session(session_, "goodbye");
+    }
     close_after_flush();
     return;
   }
@@ -118,8 +121,11 @@ void connection::on_frame(const protocol::frame_header& header) {
       do_read_header();
       return;
     case message_type::call:
-      do_read_header();  // first, so the next request is read while this call runs
-      handle_call(id, std::move(*payload));
+    {
+      auto caller = session_;  // taken before the next read, which may run a hello elsewhere
+      do_read_header();        // first, so the next request is read while this call runs
+      handle_call(id, std::move(*payload), std::move(caller));
+    }
       return;
     case message_type::lock:
       handle_lock(id, *payload);
@@ -215,8 +221,8 @@ void connection::handle_describe(std::uint32_t request_id, const value& payload)
                               protocol::to_value(it->second->svc->describe(true))));
 }
 
-void connection::handle_call(std::uint32_t request_id, value payload) {
-  if (!session_) {
+void connection::handle_call(std::uint32_t request_id, value payload, std::shared_ptr<session> caller) {
+  if (!caller) {
     send_error(request_id, {errc::bad_message, "send hello before call"});
     return;
   }
@@ -227,7 +233,7 @@ void connection::handle_call(std::uint32_t request_id, value payload) {
   }
   if (state_->names && call->service == "nameserver") {
     // The name table is quick and guarded by its own mutex: answered right here.
-    auto answer = state_->names->call(session_->info(), call->method, call->args, call->kwargs);
+    auto answer = state_->names->call(caller->info(), call->method, call->args, call->kwargs);
     if (!answer) return send_error(request_id, answer.err());
     return send_value(message_type::result, request_id, *answer);
   }
@@ -246,19 +252,21 @@ void connection::handle_call(std::uint32_t request_id, value payload) {
   }
   service_slot& slot = *it->second;
   state_->calls_in_flight.fetch_add(1);
+  caller->call_started();  // a session waiting on a call is alive, however long the call
   // dispatch: runs right here when the service is free (no thread hop), else queues on the
   // service's strand behind the call that holds it.
-  asio::dispatch(slot.strand, [self = shared_from_this(), request_id, &slot,
+  asio::dispatch(slot.strand, [self = shared_from_this(), request_id, &slot, caller,
                                call = std::move(*call)]() mutable {
-    self->run_call(request_id, slot, call);
+    self->run_call(request_id, slot, *caller, call);
+    caller->call_finished();
     self->state_->calls_in_flight.fetch_sub(1);
   });
 }
 
-void connection::run_call(std::uint32_t request_id, service_slot& slot,
+void connection::run_call(std::uint32_t request_id, service_slot& slot, const session& caller,
                           const protocol::call_message& call) {
   std::vector<std::uint8_t> frame(protocol::header_size);  // the result is written after it
-  auto failure = slot.svc->call(session_->info(), call.method, call.args, call.kwargs, frame,
+  auto failure = slot.svc->call(caller.info(), call.method, call.args, call.kwargs, frame,
                                 state_->config.max_frame_bytes);
   if (failure) {
     if (failure->code == errc::driver_error)

@@ -46,8 +46,9 @@ class connection : public std::enable_shared_from_this<connection> {
   void on_frame(const protocol::frame_header& header);
   void handle_hello(std::uint32_t request_id, const value& payload);
   void handle_describe(std::uint32_t request_id, const value& payload);
-  void handle_call(std::uint32_t request_id, value payload);
-  void run_call(std::uint32_t request_id, service_slot& slot, const protocol::call_message& call);
+  void handle_call(std::uint32_t request_id, value payload, std::shared_ptr<session> caller);
+  void run_call(std::uint32_t request_id, service_slot& slot, const session& caller,
+                const protocol::call_message& call);
   void handle_lock(std::uint32_t request_id, const value& payload);
   void handle_unlock(std::uint32_t request_id, const value& payload);
   void handle_lock_status(std::uint32_t request_id, const value& payload);

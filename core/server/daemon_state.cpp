@@ -87,12 +87,21 @@ void daemon_state::end_session(const std::shared_ptr<session>& s, std::string_vi
 }
 
 void daemon_state::expire_sessions() {
+  const auto now = session::clock::now();
+  const auto since_last_sweep = now - last_sweep_;
+  last_sweep_ = now;
   std::vector<std::shared_ptr<session>> silent;
-  const auto deadline = session::clock::now() - config.lease;
   {
     std::lock_guard lock(sessions_mutex_);
+    if (since_last_sweep > config.lease / 2) {
+      // This daemon itself was not running (a long call on a multiplexed daemon, a stopped
+      // process): the clients' signs of life may be waiting unread. Give everyone a new lease.
+      for (auto& [token, s] : sessions_) s->touch();
+      return;
+    }
+    const auto deadline = now - config.lease;
     for (auto& [token, s] : sessions_)
-      if (s->last_seen() < deadline) silent.push_back(s);
+      if (s->last_seen() < deadline && !s->has_calls_in_flight()) silent.push_back(s);
   }
   for (auto& s : silent)
     end_session(s, "no sign of life for the lease time (" + std::to_string(config.lease.count()) + " ms)");

@@ -104,6 +104,7 @@ class daemon_state : public std::enable_shared_from_this<daemon_state> {
   std::map<const connection*, std::weak_ptr<connection>> connections_;
   std::mutex token_mutex_;  // guards random_
   std::random_device random_;
+  session::clock::time_point last_sweep_ = session::clock::now();  // expire_sessions() only
   std::mutex sessions_mutex_;  // guards sessions_
   std::map<std::string, std::shared_ptr<session>, std::less<>> sessions_;
 };

@@ -57,6 +57,13 @@ class session {
     return connection_.lock();
   }
 
+  void call_started() noexcept { calls_in_flight_.fetch_add(1); }
+  void call_finished() noexcept {
+    calls_in_flight_.fetch_sub(1);
+    touch();  // the reply is a sign of life too: the lease restarts from here
+  }
+  bool has_calls_in_flight() const noexcept { return calls_in_flight_.load() > 0; }
+
   /// Marks the session ended; true only for the call that ended it.
   bool mark_ended() noexcept { return !ended_.exchange(true); }
   bool ended() const noexcept { return ended_.load(); }
@@ -67,6 +74,7 @@ class session {
   std::weak_ptr<connection> connection_;
   std::atomic<clock::rep> last_seen_{0};
   std::atomic<bool> ended_{false};
+  std::atomic<int> calls_in_flight_{0};
 };
 
 }  // namespace labhost::server

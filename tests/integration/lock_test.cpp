@@ -1,6 +1,8 @@
 // Sessions and locks on a lockable daemon: a lock never outlives its holder's session.
 #define BOOST_TEST_MODULE locks
+#include <fcntl.h>
 #include <signal.h>
+#include <unistd.h>
 #include <sys/stat.h>
 
 #include <boost/test/unit_test.hpp>
@@ -315,4 +317,28 @@ BOOST_AUTO_TEST_CASE(chaos_no_lock_survives_its_holders) {
   for (const auto& l : last->lock_status()) BOOST_TEST(!l.locked, l.service);
   BOOST_TEST(last->call("laser", "wavelength").as_float() == 1550.0);
   for (auto& p : frozen) p->signal(SIGKILL);
+}
+
+BOOST_AUTO_TEST_CASE(a_long_call_on_a_multiplexed_daemon_ends_no_session) {
+  // The daemon's only thread is busy for longer than the lease: nobody's heartbeat is read
+  // meanwhile, and no session may be taken for silent because of it.
+  test_daemon d(R"({"a": {"driver": "test_echo"}, "b": {"driver": "test_echo"}})",
+                R"("lockable": true, "lease_s": 0.5, "server_type": "multiplexed")");
+  auto holder = connect_as(d, "holder@test");
+  auto bystander = connect_as(d, "bystander@test");
+  holder->lock("b");
+  const std::string bystander_token = bystander->session_token();
+  auto fifo = d.folder() / "gate";
+  BOOST_TEST_REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+  auto blocked = std::async(std::launch::async, [&] { return holder->call("a", "wait_fifo", {fifo.string()}); });
+  int fd = ::open(fifo.c_str(), O_WRONLY);  // returns once the call is inside the driver
+  std::this_thread::sleep_for(3 * 500ms);   // three leases of a busy daemon: the subject here
+  BOOST_TEST_REQUIRE(::write(fd, "x", 1) == 1);
+  ::close(fd);
+  blocked.get();
+  BOOST_TEST(holder->lock_status("b").at(0).yours);
+  // ... and the bystander's session is the same one: it was not ended and resumed.
+  BOOST_TEST((error_of([&] { bystander->call("b", "sequence"); }).code == errc::locked));
+  BOOST_TEST(bystander->session_token() == bystander_token);
+  BOOST_TEST(d.log().find("no sign of life") == std::string::npos, d.log());
 }
