@@ -374,6 +374,18 @@ host_config parse_host_config(std::string_view text, const std::filesystem::path
   return config;
 }
 
+std::string fingerprint(const daemon_config& d, const host_config& host) {
+  std::ostringstream f;
+  f << host.plugin_dir.string() << '|' << host.logging.level << '|' << d.address.to_string() << '|'
+    << server_type_name(d.type) << '|' << d.pool_size << '|' << d.max_connections << '|' << d.lockable
+    << '|' << d.lease.count() << '|' << d.max_frame_bytes << '|' << d.admin_secret_file.string();
+  for (const auto& ns : d.register_with) f << "|ns=" << ns.to_string();
+  for (const auto& s : d.services)
+    f << "|service=" << s.name << ',' << s.driver << ',' << instance_mode_name(s.mode) << ','
+      << protocol::to_json_text(s.params) << ',' << s.description << ',' << protocol::to_json_text(s.metadata);
+  return f.str();
+}
+
 std::string read_secret_file(const std::filesystem::path& file, const std::string& path_for_errors) {
   std::error_code ec;
   auto status = std::filesystem::status(file, ec);
@@ -391,6 +403,23 @@ std::string read_secret_file(const std::filesystem::path& file, const std::strin
   secret = first == std::string::npos ? "" : secret.substr(first, last - first + 1);
   if (secret.empty()) throw config_error(path_for_errors + ": " + file.string() + " holds no secret");
   return secret;
+}
+
+std::filesystem::path read_state_dir(const std::filesystem::path& file) {
+  std::ifstream in(file, std::ios::binary);
+  std::stringstream text;
+  text << in.rdbuf();
+  json::parse_options options;
+  options.allow_comments = true;
+  options.allow_trailing_commas = true;
+  boost::system::error_code ec;
+  auto root = json::parse(text.str(), ec, {}, options);
+  std::filesystem::path state_dir = "state";
+  if (!ec && root.is_object())
+    if (auto* given = root.as_object().if_contains("state_dir"); given && given->is_string())
+      state_dir = std::string(given->as_string());
+  std::filesystem::path base = file.has_parent_path() ? file.parent_path() : ".";
+  return std::filesystem::absolute(state_dir.is_absolute() ? state_dir : base / state_dir).lexically_normal();
 }
 
 host_config load_host_config(const std::filesystem::path& file) {

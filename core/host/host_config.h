@@ -87,9 +87,17 @@ class config_error : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+/// A text that changes whenever anything that a daemon's process reads from host.json changes:
+/// `labhost reload` restarts a daemon exactly when its fingerprint changed.
+std::string fingerprint(const daemon_config& daemon, const host_config& host);
+
 /// The admin secret in `file`: its first line, without surrounding white space. Throws
 /// config_error when the file cannot be read, is empty, or others may read it.
 std::string read_secret_file(const std::filesystem::path& file, const std::string& path_for_errors);
+
+/// The state directory named by a host.json, read without validating the rest, so that
+/// `labhost ps|down|reload` still reach the supervisor while host.json is being edited.
+std::filesystem::path read_state_dir(const std::filesystem::path& file);
 
 /// Reads and validates a host.json file. Throws config_error.
 host_config load_host_config(const std::filesystem::path& file);

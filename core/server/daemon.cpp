@@ -1,5 +1,6 @@
 #include "daemon.h"
 
+#include <boost/asio/dispatch.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
@@ -70,10 +71,18 @@ daemon::daemon(host::daemon_config config, const std::filesystem::path& plugin_d
   for (const auto& service_config : cfg.services) {
     auto slot = std::make_unique<service_slot>(
         std::make_unique<service::service>(service_config, plugin_dir), asio::make_strand(state_->io));
-    if (slot->svc->ready())
-      LABHOST_LOG_SERVICE(info, service_config.name) << "ready (" << service_config.driver << ")";
-    else
-      LABHOST_LOG_SERVICE(error, service_config.name) << "unavailable: " << slot->svc->unavailable_reason();
+    switch (slot->svc->current_state()) {
+      case service::service::state::ready:
+        LABHOST_LOG_SERVICE(info, service_config.name) << "ready (" << service_config.driver << ")";
+        break;
+      case service::service::state::waiting:
+        LABHOST_LOG_SERVICE(warning, service_config.name)
+            << "waiting: " << slot->svc->unavailable_reason() << "; retrying";
+        break;
+      case service::service::state::unavailable:
+        LABHOST_LOG_SERVICE(error, service_config.name) << "unavailable: " << slot->svc->unavailable_reason();
+        break;
+    }
     state_->services.emplace(service_config.name, std::move(slot));
   }
   tcp::endpoint endpoint = resolve_listen(state_->io, cfg.address);
@@ -127,6 +136,30 @@ void daemon::run(bool handle_signals) {
   };
   sweep();
 
+  // Instruments that did not open (powered after the PC, unplugged) are tried again, on their
+  // service's strand, 1 s after start and then less often, up to every 30 s, until they open.
+  std::vector<std::unique_ptr<asio::steady_timer>> open_retries;
+  std::function<void(service_slot*, asio::steady_timer*, std::chrono::milliseconds)> retry_open =
+      [&](service_slot* slot, asio::steady_timer* timer, std::chrono::milliseconds delay) {
+        timer->expires_after(delay);
+        timer->async_wait([&, slot, timer, delay](boost::system::error_code wait_error) {
+          if (wait_error) return;
+          asio::dispatch(slot->strand, [&, slot, timer, delay] {
+            if (slot->svc->try_open()) {
+              LABHOST_LOG_SERVICE(info, slot->svc->name()) << "ready: the instrument opened";
+              return;
+            }
+            LABHOST_LOG_SERVICE(debug, slot->svc->name()) << "still waiting: " << slot->svc->unavailable_reason();
+            retry_open(slot, timer, std::min(delay * 2, std::chrono::milliseconds(30'000)));
+          });
+        });
+      };
+  for (auto& [name, slot] : state->services) {
+    if (slot->svc->current_state() != service::service::state::waiting) continue;
+    open_retries.push_back(std::make_unique<asio::steady_timer>(state->io));
+    retry_open(slot.get(), open_retries.back().get(), std::chrono::milliseconds(1000));
+  }
+
   // Stopping: runs on the io_context once stop() is asked; polls the in-flight count (a
   // handful of wakeups at shutdown only) until calls are done or the grace period ends.
   asio::steady_timer stop_timer(state->io);
@@ -135,6 +168,7 @@ void daemon::run(bool handle_signals) {
     state->acceptor.close(ec);
     signals.cancel(ec);
     lease_timer.cancel();
+    for (auto& timer : open_retries) timer->cancel();
     registrar_.reset();  // goodbye to the nameservers: the names go first
     auto deadline = std::chrono::steady_clock::now() + stop_grace;
     auto check = std::make_shared<std::function<void()>>();

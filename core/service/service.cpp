@@ -27,20 +27,38 @@ service::service(host::service_config config, const std::filesystem::path& plugi
     : config_(std::move(config)) {
   auto loaded = plugin::plugin_library::load(host::plugin_file(plugin_dir, config_.driver));
   if (auto* refused = std::get_if<plugin::load_error>(&loaded)) {
-    unavailable_reason_ = "plugin refused (" +
-                          std::string(plugin::load_failure_name(refused->failure)) +
-                          "): " + refused->message;
+    state_ = state::unavailable;
+    reason_ = "plugin refused (" + std::string(plugin::load_failure_name(refused->failure)) + "): " +
+              refused->message;
     return;
   }
   library_ = std::get<0>(std::move(loaded));
-  if (config_.mode == host::instance_mode::single) {
-    auto created = library_->create(config_.params);
-    if (!created) {
-      unavailable_reason_ = "instrument did not open: " + created.err().to_string();
-      return;
-    }
-    single_ = std::move(*created);
+  if (config_.mode == host::instance_mode::single) try_open();
+}
+
+bool service::try_open() {
+  if (!library_ || single_) return static_cast<bool>(single_);
+  auto created = library_->create(config_.params);
+  std::lock_guard lock(state_mutex_);
+  if (!created) {
+    state_ = state::waiting;
+    reason_ = "instrument did not open: " + created.err().to_string();
+    return false;
   }
+  single_ = std::move(*created);
+  state_ = state::ready;
+  reason_.clear();
+  return true;
+}
+
+service::state service::current_state() const {
+  std::lock_guard lock(state_mutex_);
+  return state_;
+}
+
+std::string service::unavailable_reason() const {
+  std::lock_guard lock(state_mutex_);
+  return reason_;
 }
 
 service::~service() = default;
@@ -50,8 +68,11 @@ service_description service::describe(bool with_methods) const {
   d.name = config_.name;
   d.driver = config_.driver;
   d.description = config_.description;
-  d.state = ready() ? "ready" : "unavailable";
-  d.reason = unavailable_reason_;
+  {
+    std::lock_guard lock(state_mutex_);
+    d.state = state_ == state::ready ? "ready" : state_ == state::waiting ? "waiting" : "unavailable";
+    d.reason = reason_;
+  }
   if (library_) {
     const auto& info = library_->info();
     d.driver_version = info.version;
@@ -122,7 +143,7 @@ std::optional<error> service::call(const session_info& caller, const std::string
                                    const list& args, const map& kwargs,
                                    std::vector<std::uint8_t>& out, std::size_t max_result) {
   if (auto refusal = lock_refusal(caller.token)) return refusal;
-  if (!ready()) return error{errc::service_unavailable, config_.name + ": " + unavailable_reason_};
+  if (!ready()) return error{errc::service_unavailable, config_.name + ": " + unavailable_reason()};
   int index = library_->method_index(method);
   if (index < 0)
     return error{errc::no_such_method, config_.name + " (" + config_.driver + ") has no method '" +

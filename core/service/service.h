@@ -43,8 +43,16 @@ class service {
 
   const std::string& name() const noexcept { return config_.name; }
   const host::service_config& config() const noexcept { return config_; }
-  bool ready() const noexcept { return unavailable_reason_.empty(); }
-  const std::string& unavailable_reason() const noexcept { return unavailable_reason_; }
+  /// ready: serving. waiting: the instrument did not open (yet); the daemon retries.
+  /// unavailable: the plugin was refused; nothing will change until the daemon restarts.
+  enum class state { ready, waiting, unavailable };
+  state current_state() const;
+  bool ready() const { return current_state() == state::ready; }
+  std::string unavailable_reason() const;
+
+  /// Tries again to open a waiting single-instance service; true once it is ready.
+  /// REQUIRES: serialized with call()/close().
+  bool try_open();
 
   service_description describe(bool with_methods) const;
 
@@ -85,7 +93,9 @@ class service {
   std::shared_ptr<const plugin::plugin_library> library_;  // null when the plugin was refused
   std::unique_ptr<plugin::driver_instance> single_;        // single mode
   std::map<std::string, std::unique_ptr<plugin::driver_instance>> per_session_;  // session mode
-  std::string unavailable_reason_;                          // empty when ready
+  mutable std::mutex state_mutex_;  // guards state_, reason_ (read by describe from any thread)
+  state state_ = state::ready;
+  std::string reason_;  // why not ready; empty when ready
 
   mutable std::mutex lock_mutex_;  // guards lock_, forced_out_
   std::optional<lock_holder> lock_;

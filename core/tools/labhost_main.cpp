@@ -13,7 +13,11 @@
 #include <thread>
 
 #include "command_line.h"
+#include <boost/json.hpp>
+
 #include "host/host_config.h"
+#include "host/supervisor.h"
+#include "labhost/client.h"
 #include "logging/log.h"
 #include "plugins_command.h"
 #include "server/daemon.h"
@@ -26,7 +30,12 @@ using tools::usage_error;
 
 constexpr const char* usage_text =
     "usage: labhost COMMAND [OPTIONS]\n"
-    "  up      [--config FILE] [--log-level L]   start every daemon of host.json and watch them\n"
+    "  up      [--config FILE] [--log-level L]   start the nameserver and every daemon of host.json,\n"
+    "                                            restart those that exit (foreground)\n"
+    "  ps      [--config FILE] [--json]          each daemon and service of the running host\n"
+    "  down    [--config FILE]                   stop everything gracefully\n"
+    "  reload  [--config FILE]                   start what host.json added, stop what it removed,\n"
+    "                                            restart what changed, leave the rest alone\n"
     "  daemon  --name NAME [--config FILE] [--log-level L]\n"
     "                                            serve one daemon of host.json (foreground)\n"
     "  ns      --listen HOST:PORT [--lease S] [--log-level L]\n"
@@ -59,93 +68,90 @@ int run_daemon(const command_line& cl) {
   return 0;
 }
 
-/// Starts one `labhost daemon` per daemon of host.json, restarts those that exit (with a
-/// growing delay), and stops them all on SIGINT/SIGTERM. Children get SIGTERM if this
-/// process dies, so none is left holding an instrument.
 int run_up(const command_line& cl) {
-  logging::init("supervisor", log_level(cl));
-  std::string config_file = cl.get("config", "host.json");
-  auto config = host::load_host_config(config_file);
+  std::string level = cl.get("log-level", "");
+  logging::init("supervisor", level.empty() ? logging::severity::info : logging::parse_severity(level));
+  return host::run_supervisor(cl.get("config", "host.json"), level);
+}
 
-  sigset_t watched;
-  sigemptyset(&watched);
-  sigaddset(&watched, SIGINT);
-  sigaddset(&watched, SIGTERM);
-  sigaddset(&watched, SIGCHLD);
-  sigprocmask(SIG_BLOCK, &watched, nullptr);
-
-  struct child {
-    pid_t pid = 0;
-    std::chrono::milliseconds backoff{250};
-    std::chrono::steady_clock::time_point restart_at{};
-    std::chrono::steady_clock::time_point started{};
-  };
-  std::map<std::string, child> children;
-  const pid_t supervisor = ::getpid();
-  auto spawn = [&](const std::string& name) {
-    pid_t pid = ::fork();
-    if (pid == 0) {
-      ::prctl(PR_SET_PDEATHSIG, SIGTERM);
-      if (::getppid() != supervisor) ::_exit(1);  // the supervisor died before prctl
-      sigprocmask(SIG_UNBLOCK, &watched, nullptr);
-      std::string level = cl.get("log-level", "info");
-      ::execl("/proc/self/exe", "labhost", "daemon", "--config", config_file.c_str(), "--name",
-              name.c_str(), "--log-level", level.c_str(), static_cast<char*>(nullptr));
-      std::cerr << "labhost up: cannot start daemon " << name << ": " << std::strerror(errno) << "\n";
-      ::_exit(127);
-    }
-    children[name].pid = pid;
-    children[name].started = std::chrono::steady_clock::now();
-    LABHOST_LOG(info) << "daemon " << name << " started (pid " << pid << ")";
-  };
-  for (const auto& d : config.daemons) spawn(d.name);
-
-  bool stopping = false;
-  while (true) {
-    // Wake for a signal, or in time for the next pending restart.
-    auto now = std::chrono::steady_clock::now();
-    auto wait = std::chrono::milliseconds(60'000);
-    for (auto& [name, c] : children)
-      if (c.pid == 0 && !stopping)
-        wait = std::min(wait, std::chrono::duration_cast<std::chrono::milliseconds>(
-                                  std::max(c.restart_at - now, std::chrono::steady_clock::duration{})));
-    timespec timeout{static_cast<time_t>(wait.count() / 1000), static_cast<long>(wait.count() % 1000) * 1'000'000};
-    int sig = sigtimedwait(&watched, nullptr, &timeout);
-    if ((sig == SIGINT || sig == SIGTERM) && !stopping) {
-      stopping = true;
-      LABHOST_LOG(info) << "stopping every daemon";
-      for (auto& [name, c] : children)
-        if (c.pid > 0) ::kill(c.pid, SIGTERM);
-    }
-    int status;
-    pid_t pid;
-    while ((pid = ::waitpid(-1, &status, WNOHANG)) > 0) {
-      for (auto& [name, c] : children) {
-        if (c.pid != pid) continue;
-        c.pid = 0;
-        if (stopping) break;
-        // A daemon that ran a while gets a quick restart; one that keeps dying waits longer.
-        if (std::chrono::steady_clock::now() - c.started > std::chrono::seconds(30))
-          c.backoff = std::chrono::milliseconds(250);
-        c.restart_at = std::chrono::steady_clock::now() + c.backoff;
-        LABHOST_LOG(warning) << "daemon " << name << " exited ("
-                             << (WIFSIGNALED(status) ? "signal " + std::to_string(WTERMSIG(status))
-                                                     : "status " + std::to_string(WEXITSTATUS(status)))
-                             << "); restart in " << c.backoff.count() << " ms";
-        c.backoff = std::min(c.backoff * 2, std::chrono::milliseconds(30'000));
+/// `labhost ps`: the supervisor's view of each daemon, and each daemon's view of its services.
+int run_ps(const command_line& cl) {
+  const std::string config = cl.get("config", "host.json");
+  auto reply = boost::json::parse(host::control_request(config, "ps")).as_object();
+  boost::json::array out;
+  for (auto& entry : reply["daemons"].as_array()) {
+    auto d = entry.as_object();
+    boost::json::array services;
+    if (d["role"] == "daemon" && d["state"] == "running") {
+      try {
+        auto address = service_address::parse(std::string(d["address"].as_string()));
+        if (address.host == "0.0.0.0") address.host = "127.0.0.1";
+        if (address.host == "::") address.host = "::1";
+        client_options options;
+        options.client_name = "labhost ps";
+        options.heartbeats = false;
+        options.timeout = std::chrono::seconds(2);
+        options.connect_timeout = std::chrono::seconds(2);
+        auto c = client::connect(address.host, address.port, options);
+        auto locks = c->lock_status();
+        for (const auto& s : c->describe().services) {
+          boost::json::object service{{"name", s.name}, {"state", s.state}, {"reason", s.reason},
+                                      {"driver", s.driver}, {"driver_version", s.driver_version}};
+          for (const auto& l : locks)
+            if (l.service == s.name && l.locked)
+              service["lock_holder"] = l.holder_name + " (pid " + std::to_string(l.holder_pid) + ", " + l.holder_address + ")";
+          services.push_back(service);
+        }
+      } catch (const remote_error& e) {
+        d["services_error"] = std::string(e.name()) + ": " + e.message();
       }
     }
-    if (stopping) {
-      bool any = false;
-      for (auto& [name, c] : children) any = any || c.pid > 0;
-      if (!any) break;
-      continue;
-    }
-    now = std::chrono::steady_clock::now();
-    for (auto& [name, c] : children)
-      if (c.pid == 0 && now >= c.restart_at) spawn(name);
+    d["services"] = services;
+    out.push_back(d);
   }
-  LABHOST_LOG(info) << "all daemons stopped";
+  if (cl.flag("json")) {
+    std::cout << boost::json::serialize(boost::json::object{{"pid", reply["pid"]}, {"daemons", out}}) << "\n";
+    return 0;
+  }
+  auto text = [](const boost::json::value& v) { return std::string(v.as_string()); };
+  for (auto& entry : out) {
+    auto& d = entry.as_object();
+    std::cout << text(d["name"]) << "  " << text(d["address"]) << "  " << text(d["state"]) << "  pid "
+              << d["pid"] << "  restarts " << d["restarts"] << "  up "
+              << static_cast<long long>(d["uptime_s"].to_number<double>()) << " s";
+    if (!d["last_error"].as_string().empty()) std::cout << "  last error: " << text(d["last_error"]);
+    std::cout << "\n";
+    for (auto& s : d["services"].as_array()) {
+      auto& service = s.as_object();
+      std::cout << "    " << text(service["name"]) << "  " << text(service["state"]) << "  "
+                << text(service["driver"]) << " " << text(service["driver_version"]);
+      if (auto* holder = service.if_contains("lock_holder")) std::cout << "  locked by " << text(*holder);
+      if (!service["reason"].as_string().empty()) std::cout << "  (" << text(service["reason"]) << ")";
+      std::cout << "\n";
+    }
+    if (auto* e = d.if_contains("services_error")) std::cout << "    (" << text(*e) << ")\n";
+  }
+  return 0;
+}
+
+int run_control(const std::string& command, const command_line& cl) {
+  std::string reply = host::control_request(cl.get("config", "host.json"), command);
+  auto parsed = boost::json::parse(reply).as_object();
+  if (!parsed["ok"].as_bool()) {
+    std::cerr << "labhost " << command << ": " << std::string(parsed["error"].as_string()) << "\n";
+    return 1;
+  }
+  if (cl.flag("json")) {
+    std::cout << reply << "\n";
+  } else if (command == "down") {
+    std::cout << "stopped\n";
+  } else {
+    for (const char* key : {"started", "stopped", "restarted", "unchanged"}) {
+      std::cout << key << ":";
+      for (auto& name : parsed[key].as_array()) std::cout << " " << std::string(name.as_string());
+      std::cout << "\n";
+    }
+  }
   return 0;
 }
 
@@ -209,6 +215,9 @@ int main(int argc, char** argv) {
     if (command == "daemon")
       return run_daemon(command_line(argc, argv, 2, {"config", "name", "log-level"}, {}));
     if (command == "up") return run_up(command_line(argc, argv, 2, {"config", "log-level"}, {}));
+    if (command == "ps") return run_ps(command_line(argc, argv, 2, {"config"}, {"json"}));
+    if (command == "down" || command == "reload")
+      return run_control(command, command_line(argc, argv, 2, {"config"}, {"json"}));
     if (command == "check") return run_check(command_line(argc, argv, 2, {"config"}, {}));
     if (command == "ns")
       return run_nameserver(command_line(argc, argv, 2, {"listen", "lease", "log-level"}, {}));

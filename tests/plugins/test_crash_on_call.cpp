@@ -1,5 +1,5 @@
-// test_crash_on_call: a driver that kills its daemon process on request (abort), for tests
-// of what clients see when a daemon dies under them.
+// test_crash_on_call: a driver that kills its daemon process (abort) on request, or at open
+// with the parameter crash_on_open, for tests of crashes and crash loops.
 #include <labhost/driver.h>
 
 #include <cstdlib>
@@ -7,7 +7,9 @@
 namespace {
 class test_crash_on_call {
  public:
-  explicit test_crash_on_call(const labhost::params&) {}
+  explicit test_crash_on_call(const labhost::params& p) {
+    if (p.get("crash_on_open", false)) std::abort();  // a driver that kills its daemon at start
+  }
   void crash() { std::abort(); }
   int ok() { return 1; }
 };

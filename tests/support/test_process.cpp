@@ -14,7 +14,8 @@
 
 namespace labhost::testing {
 
-test_process::test_process(const std::vector<std::string>& argv, const std::string& stderr_file) {
+test_process::test_process(const std::vector<std::string>& argv, const std::string& stderr_file,
+                           bool own_process_group) {
   int out_pipe[2];
   int err_pipe[2] = {-1, -1};
   if (::pipe2(out_pipe, O_CLOEXEC) != 0) throw std::runtime_error("pipe failed");
@@ -25,6 +26,7 @@ test_process::test_process(const std::vector<std::string>& argv, const std::stri
   if (pid_ == 0) {
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // a crashed test leaves no daemon behind
     if (::getppid() != parent) ::_exit(126);
+    if (own_process_group) ::setpgid(0, 0);
     ::dup2(out_pipe[1], 1);
     if (stderr_file.empty()) {
       ::dup2(err_pipe[1], 2);

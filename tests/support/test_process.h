@@ -16,7 +16,10 @@ class test_process {
  public:
   /// Starts argv[0] with its arguments. stdout is a pipe; stderr goes to `stderr_file` when
   /// given (so a chatty daemon never blocks on a full pipe), else to a pipe read by run().
-  explicit test_process(const std::vector<std::string>& argv, const std::string& stderr_file = "");
+  /// With `own_process_group`, the child leads a new process group, so that a test can
+  /// kill it and all its descendants at once (kill(-pid, ...)).
+  explicit test_process(const std::vector<std::string>& argv, const std::string& stderr_file = "",
+                        bool own_process_group = false);
   ~test_process();  // SIGKILLs a child still running
   test_process(const test_process&) = delete;
   test_process& operator=(const test_process&) = delete;
