@@ -7,7 +7,9 @@ CONFIG ?= host.json
 WERROR ?= $(if $(CI),ON,OFF)
 JOBS ?= $(shell nproc)
 
-.PHONY: all deps configure build run test bench clean
+PREFIX ?= /usr/local
+
+.PHONY: all deps configure build run test bench install deb clean
 
 all: build
 
@@ -29,6 +31,20 @@ test: build
 bench: build
 	$(BUILD_DIR)/bin/labhost-bench
 
+# Install binaries, SDK headers, plugins, host.json (etc), systemd unit and CMake package.
+install: deps
+	@cmake -S . -B $(BUILD_DIR) -G Ninja -DLABHOST_WERROR=$(WERROR) -DCMAKE_INSTALL_PREFIX=$(PREFIX) > /dev/null
+	@cmake --build $(BUILD_DIR) -j $(JOBS)
+	cmake --install $(BUILD_DIR)
+
+# A .deb for /usr, built in its own folder so that its paths are the installed ones.
+deb: deps
+	@cmake -S . -B build-deb -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_INSTALL_PREFIX=/usr \
+	  -DLABHOST_BUILD_TESTS=OFF -DLABHOST_PLUGIN_DIR=$(CURDIR)/build-deb/plugins > /dev/null
+	@cmake --build build-deb -j $(JOBS)
+	cd build-deb && cpack
+	@ls build-deb/*.deb
+
 clean:
-	rm -rf $(BUILD_DIR)
+	rm -rf $(BUILD_DIR) build-deb
 	find plugins -name '*.so' -delete

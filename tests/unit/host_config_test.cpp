@@ -131,3 +131,60 @@ BOOST_AUTO_TEST_CASE(endpoints_parse) {
   BOOST_CHECK_THROW(parse_endpoint("::1:7701"), std::invalid_argument);
   BOOST_CHECK_THROW(parse_endpoint("host:"), std::invalid_argument);
 }
+
+BOOST_AUTO_TEST_CASE(nameserver_state_and_logging_keys_are_validated) {
+  folder f;
+  auto config = f.parse(R"({"nameserver": {"listen": "127.0.0.1:7700", "lease_s": 5},
+      "state_dir": "/var/lib/labhost", "logging": {"level": "debug", "file": "logs/labhost.log", "keep": 3},
+      "daemons": {"main": {"address": "127.0.0.1:7701", "services": {}}}})");
+  BOOST_TEST_REQUIRE(config.nameserver.has_value());
+  BOOST_TEST(config.nameserver->lease.count() == 5000);
+  BOOST_TEST(config.state_dir == "/var/lib/labhost");
+  BOOST_TEST(config.logging.level == "debug");
+  BOOST_TEST(config.logging.file == f.dir.path() / "logs/labhost.log");
+  BOOST_TEST(config.logging.keep_files == 3u);
+  // Daemons register with the host's own nameserver unless register_with says otherwise.
+  BOOST_TEST_REQUIRE(config.daemons.at(0).register_with.size() == 1u);
+  BOOST_TEST(config.daemons.at(0).register_with[0].to_string() == "127.0.0.1:7700");
+  auto explicit_list = f.parse(R"({"register_with": ["10.0.0.5:7700", "[::1]:7700"], "daemons": {}})");
+  BOOST_TEST(explicit_list.register_with.size() == 2u);
+  BOOST_TEST(!explicit_list.nameserver.has_value());
+
+  BOOST_TEST(f.error_of(R"({"nameserver": {"listen": "x"}, "daemons": {}})") ==
+             "nameserver.listen: \"x\" is not HOST:PORT");
+  BOOST_TEST(f.error_of(R"({"nameserver": {"listen": "127.0.0.1:7700", "port": 1}, "daemons": {}})")
+                 .starts_with("nameserver.port: unknown key"));
+  BOOST_TEST(f.error_of(R"({"register_with": "127.0.0.1:7700", "daemons": {}})") ==
+             "register_with: expected a list of \"HOST:PORT\"");
+  BOOST_TEST(f.error_of(R"({"register_with": ["127.0.0.1"], "daemons": {}})") ==
+             "register_with[0]: \"127.0.0.1\" is not HOST:PORT");
+  BOOST_TEST(f.error_of(R"({"logging": {"level": "loud"}, "daemons": {}})") ==
+             "logging.level: \"loud\" (expected debug, info, warning or error)");
+  BOOST_TEST(f.error_of(R"({"nameserver": {"listen": "127.0.0.1:7701"},
+      "daemons": {"main": {"address": "127.0.0.1:7701", "services": {}}}})") ==
+             "nameserver.listen: port 7701 is already used by daemon main");
+}
+
+BOOST_AUTO_TEST_CASE(reload_fingerprints_change_with_the_daemon_and_only_then) {
+  folder f;
+  auto a = f.parse(with_service(R"({"driver": "sim_laser", "params": {"wavelength_nm": 1550}})"));
+  auto same = f.parse(with_service(R"({"driver": "sim_laser", "params": {"wavelength_nm": 1550}})"));
+  auto other = f.parse(with_service(R"({"driver": "sim_laser", "params": {"wavelength_nm": 1600}})"));
+  BOOST_TEST(fingerprint(a.daemons[0], a) == fingerprint(same.daemons[0], same));
+  BOOST_TEST(fingerprint(a.daemons[0], a) != fingerprint(other.daemons[0], other));
+}
+
+BOOST_AUTO_TEST_CASE(labhost_check_reports_the_first_error_and_exits_non_zero) {
+  folder f;
+  std::ofstream(f.dir.path() / "host.json") << with_service(R"({"driver": "sim_lazer"})");
+  auto r = testing::run({(testing::bin_dir() / "labhost").string(), "check", "--config",
+                         (f.dir.path() / "host.json").string()});
+  BOOST_TEST(r.status == 3);
+  BOOST_TEST(r.err.find("invalid host.json: daemons.main.services.laser.driver: no plugin \"sim_lazer\"") !=
+                 std::string::npos, r.err);
+  std::ofstream(f.dir.path() / "host.json") << with_service(R"({"driver": "sim_laser"})");
+  auto ok = testing::run({(testing::bin_dir() / "labhost").string(), "check", "--config",
+                          (f.dir.path() / "host.json").string()});
+  BOOST_TEST(ok.status == 0, ok.err);
+  BOOST_TEST(ok.out.find(": ok (1 daemon(s), 1 service(s))") != std::string::npos, ok.out);
+}
