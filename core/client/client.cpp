@@ -15,10 +15,12 @@
 #include <cstdlib>
 #include <condition_variable>
 #include <cstring>
+#include <fstream>
 #include <map>
 #include <mutex>
 #include <thread>
 
+#include "../protocol/auth.h"
 #include "../protocol/frame.h"
 #include "../protocol/messages.h"
 
@@ -30,6 +32,18 @@ namespace {
 
 [[noreturn]] void fail(errc code, std::string message) {
   throw remote_error(error{code, std::move(message)});
+}
+
+std::string secret_from_environment() {
+  if (const char* secret = std::getenv("LABHOST_SECRET"); secret && *secret) return secret;
+  const char* file = std::getenv("LABHOST_SECRET_FILE");
+  if (!file || !*file) return {};
+  std::ifstream in(file);
+  std::string line;
+  if (!in || !std::getline(in, line))
+    fail(errc::auth_failed, std::string("LABHOST_SECRET_FILE: cannot read ") + file);
+  while (!line.empty() && (line.back() == '\r' || line.back() == ' ' || line.back() == '\t')) line.pop_back();
+  return line;
 }
 
 std::string default_client_name() {
@@ -178,18 +192,24 @@ struct client::impl {
       hello.client_name = options.client_name;
       hello.pid = ::getpid();
       hello.session_token = token;
-      auto frame = protocol::encode_frame(message_type::hello, 1, protocol::to_value(hello));
-      send_on(new_fd, frame);
+      if (!options.secret.empty()) hello.client_nonce = protocol::random_nonce();
       auto deadline = std::chrono::steady_clock::now() + options.connect_timeout;
-      std::array<std::uint8_t, protocol::header_size> header_bytes;
-      if (auto e = read_exact_on(new_fd, header_bytes.data(), header_bytes.size(), deadline)) throw remote_error(*e);
-      auto header = protocol::parse_header(header_bytes, options.max_frame_bytes);
-      if (!header) throw remote_error(header.err());
-      std::vector<std::uint8_t> payload(header->payload_size);
-      if (auto e = read_exact_on(new_fd, payload.data(), payload.size(), deadline)) throw remote_error(*e);
-      pending_reply reply;
-      reply.type = header->type;
-      reply.payload = std::move(payload);
+      send_on(new_fd, protocol::encode_frame(message_type::hello, 1, protocol::to_value(hello)));
+      pending_reply reply = read_frame_on(new_fd, deadline);
+      if (reply.type == message_type::challenge) {
+        // The daemon requires the secret: check its proof first, then give ours.
+        auto challenge = protocol::parse_challenge(expect(std::move(reply), message_type::challenge));
+        if (!challenge) throw remote_error(challenge.err());
+        if (options.secret.empty())
+          fail(errc::auth_failed, "the daemon requires a secret: set LABHOST_SECRET or LABHOST_SECRET_FILE");
+        if (!protocol::proofs_equal(challenge->server_proof,
+                                    protocol::server_proof(options.secret, hello.client_nonce, challenge->server_nonce)))
+          fail(errc::auth_failed, "the daemon could not prove it knows the secret");
+        protocol::authenticate_message answer{
+            protocol::client_proof(options.secret, challenge->server_nonce, hello.client_nonce)};
+        send_on(new_fd, protocol::encode_frame(message_type::authenticate, 2, protocol::to_value(answer)));
+        reply = read_frame_on(new_fd, deadline);
+      }
       auto welcome_message = protocol::parse_welcome(expect(std::move(reply), message_type::welcome));
       if (!welcome_message) throw remote_error(welcome_message.err());
       return {new_fd, std::move(*welcome_message)};
@@ -197,6 +217,19 @@ struct client::impl {
       ::close(new_fd);
       throw;
     }
+  }
+
+  /// Reads one whole frame from a connection nobody else uses yet (the handshake).
+  pending_reply read_frame_on(int socket, std::chrono::steady_clock::time_point deadline) {
+    std::array<std::uint8_t, protocol::header_size> header_bytes;
+    if (auto e = read_exact_on(socket, header_bytes.data(), header_bytes.size(), deadline)) throw remote_error(*e);
+    auto header = protocol::parse_header(header_bytes, options.max_frame_bytes);
+    if (!header) throw remote_error(header.err());
+    pending_reply reply;
+    reply.type = header->type;
+    reply.payload.resize(header->payload_size);
+    if (auto e = read_exact_on(socket, reply.payload.data(), reply.payload.size(), deadline)) throw remote_error(*e);
+    return reply;
   }
 
   /// Replaces a broken connection by a new one that resumes the session.
@@ -425,6 +458,7 @@ std::shared_ptr<client> client::connect(const std::string& host, std::uint16_t p
                                         client_options options) {
   auto i = std::make_unique<impl>();
   if (options.client_name.empty()) options.client_name = default_client_name();
+  if (options.secret.empty()) options.secret = secret_from_environment();
   i->host = host;
   i->port = port;
   i->options = options;

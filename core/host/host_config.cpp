@@ -1,5 +1,6 @@
 #include "host_config.h"
 
+#include <boost/asio/ip/address.hpp>
 #include <boost/json.hpp>
 #include <algorithm>
 #include <fstream>
@@ -200,6 +201,11 @@ daemon_config parse_daemon(const std::string& path, const std::string& name, con
       static_cast<std::int64_t>(r.number("lease_s", 10.0, 0.1, 86400.0) * 1000.0));
   d.max_frame_bytes = static_cast<std::uint32_t>(
       r.integer("max_frame_bytes", 64 << 20, 4096, std::int64_t{1} << 31));
+  d.handshake_timeout = std::chrono::milliseconds(
+      static_cast<std::int64_t>(r.number("handshake_timeout_s", 10.0, 0.1, 3600.0) * 1000.0));
+  d.max_requests_in_flight = static_cast<unsigned>(r.integer("max_requests_in_flight", 64, 1, 100000));
+  d.max_value_depth = static_cast<unsigned>(r.integer("max_value_depth", 64, 2, 10000));
+  d.max_value_items = static_cast<unsigned>(r.integer("max_value_items", 1 << 22, 16, 1 << 30));
   if (const json::value* secret = r.optional("admin_secret_file")) {
     if (!secret->is_string()) throw config_error(r.child("admin_secret_file") + ": expected a file path");
     std::filesystem::path file = std::string(secret->get_string());
@@ -213,7 +219,8 @@ daemon_config parse_daemon(const std::string& path, const std::string& name, con
     d.services.push_back(parse_service(sr.child(service_name), std::string(service_name), service, plugin_dir));
   }
   r.refuse_unknown_keys({"address", "server_type", "pool_size", "max_connections", "lockable",
-                         "lease_s", "max_frame_bytes", "admin_secret_file", "services"});
+                         "lease_s", "max_frame_bytes", "handshake_timeout_s", "max_requests_in_flight",
+                         "max_value_depth", "max_value_items", "admin_secret_file", "services"});
   return d;
 }
 
@@ -249,6 +256,13 @@ endpoint_address parse_endpoint(std::string_view text) {
   if (p > 65535) throw std::invalid_argument("\"" + std::string(text) + "\": port above 65535");
   a.port = static_cast<std::uint16_t>(p);
   return a;
+}
+
+bool is_loopback(const endpoint_address& address) {
+  if (address.host == "localhost" || address.host == "::1") return true;
+  boost::system::error_code ec;
+  auto ip = boost::asio::ip::make_address(address.host, ec);
+  return !ec && ip.is_loopback();
 }
 
 std::string_view server_type_name(server_type type) noexcept {
@@ -348,6 +362,25 @@ host_config parse_host_config(std::string_view text, const std::filesystem::path
     config.register_with.push_back(local);
   }
 
+  if (const json::value* auth = r.optional("auth")) {
+    object_reader ar(*auth, "auth");
+    const json::value& secret_value = ar.required("secret_file", "a file path");
+    if (!secret_value.is_string()) throw config_error(ar.child("secret_file") + ": expected a file path");
+    std::filesystem::path secret = std::string(secret_value.get_string());
+    config.auth_secret_file = (secret.is_absolute() ? secret : base / secret).lexically_normal();
+    read_secret_file(config.auth_secret_file, ar.child("secret_file"));  // checked now, read at start
+    ar.refuse_unknown_keys({"secret_file"});
+  }
+  config.insecure = r.boolean("insecure", false);
+  // Safe by default: beyond loopback, only with a secret, or when the owner said so.
+  auto check_exposure = [&](const endpoint_address& a, const std::string& path) {
+    if (is_loopback(a) || !config.auth_secret_file.empty() || config.insecure) return;
+    throw config_error(path + ": " + a.to_string() +
+                       " is reachable from the network, and host.json sets no auth.secret_file: "
+                       "set one, or \"insecure\": true to let anyone on the network in");
+  };
+  if (config.nameserver) check_exposure(config.nameserver->listen, "nameserver.listen");
+
   const json::value& daemons = r.required("daemons", "an object of daemons");
   object_reader dr(daemons, "daemons");
   std::map<std::uint16_t, std::string> ports;
@@ -355,6 +388,9 @@ host_config parse_host_config(std::string_view text, const std::filesystem::path
     dr.optional(name);
     auto d = parse_daemon(dr.child(name), std::string(name), daemon, config.plugin_dir, base);
     d.register_with = config.register_with;
+    d.auth_secret_file = config.auth_secret_file;
+    d.insecure = config.insecure;
+    check_exposure(d.address, dr.child(name) + ".address");
     // Port 0 (pick a free port) may repeat: tests use it for every daemon.
     if (d.address.port != 0) {
       auto [it, fresh] = ports.emplace(d.address.port, d.name);
@@ -370,7 +406,8 @@ host_config parse_host_config(std::string_view text, const std::filesystem::path
         throw config_error("nameserver.listen: port " + std::to_string(d.address.port) +
                            " is already used by daemon " + d.name);
   }
-  r.refuse_unknown_keys({"plugin_dir", "state_dir", "logging", "nameserver", "register_with", "daemons"});
+  r.refuse_unknown_keys({"plugin_dir", "state_dir", "logging", "auth", "insecure", "nameserver",
+                         "register_with", "daemons"});
   return config;
 }
 
@@ -378,7 +415,9 @@ std::string fingerprint(const daemon_config& d, const host_config& host) {
   std::ostringstream f;
   f << host.plugin_dir.string() << '|' << host.logging.level << '|' << d.address.to_string() << '|'
     << server_type_name(d.type) << '|' << d.pool_size << '|' << d.max_connections << '|' << d.lockable
-    << '|' << d.lease.count() << '|' << d.max_frame_bytes << '|' << d.admin_secret_file.string();
+    << '|' << d.lease.count() << '|' << d.max_frame_bytes << '|' << d.admin_secret_file.string() << '|'
+    << d.auth_secret_file.string() << '|' << d.insecure << '|' << d.handshake_timeout.count() << '|'
+    << d.max_requests_in_flight << '|' << d.max_value_depth << '|' << d.max_value_items;
   for (const auto& ns : d.register_with) f << "|ns=" << ns.to_string();
   for (const auto& s : d.services)
     f << "|service=" << s.name << ',' << s.driver << ',' << instance_mode_name(s.mode) << ','

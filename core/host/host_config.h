@@ -53,6 +53,12 @@ struct daemon_config {
   std::chrono::milliseconds lease{10'000};
   std::uint32_t max_frame_bytes = 64u << 20;
   std::filesystem::path admin_secret_file;  // empty: force unlock disabled
+  std::filesystem::path auth_secret_file;   // host-wide auth.secret_file; empty: no secret
+  bool insecure = false;                    // listening beyond loopback without a secret allowed
+  std::chrono::milliseconds handshake_timeout{10'000};  // a connection silent this long is dropped
+  unsigned max_requests_in_flight = 64;     // per session; beyond, requests get busy
+  unsigned max_value_depth = 64;            // nesting of lists and maps in one value
+  unsigned max_value_items = 1u << 22;      // list and map entries in one value
   std::vector<endpoint_address> register_with;  // nameservers this daemon registers with
   std::vector<service_config> services;
 };
@@ -61,6 +67,9 @@ struct nameserver_config {
   endpoint_address listen;
   std::chrono::milliseconds lease{10'000};
 };
+
+/// True for addresses only this machine can reach: 127.0.0.0/8, ::1, localhost.
+bool is_loopback(const endpoint_address& address);
 
 struct logging_config {
   std::string level = "info";           // debug, info, warning, error
@@ -76,6 +85,8 @@ struct host_config {
   logging_config logging;
   std::optional<nameserver_config> nameserver;  // one to run on this host
   std::vector<endpoint_address> register_with;  // nameservers every daemon registers with
+  std::filesystem::path auth_secret_file;        // auth.secret_file; empty: no authentication
+  bool insecure = false;
   std::vector<daemon_config> daemons;
 
   const daemon_config* find_daemon(std::string_view name) const noexcept;

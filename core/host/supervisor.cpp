@@ -102,6 +102,11 @@ std::string exit_text(int status) {
   return "exited with status " + std::to_string(WEXITSTATUS(status));
 }
 
+std::string nameserver_fingerprint(const host_config& config) {
+  return "ns|" + config.nameserver->listen.to_string() + "|" + std::to_string(config.nameserver->lease.count()) +
+         "|" + config.auth_secret_file.string() + "|" + std::to_string(config.insecure);
+}
+
 void write_all(int fd, const std::string& text) {
   std::size_t sent = 0;
   while (sent < text.size()) {
@@ -154,9 +159,14 @@ void supervisor::open_control_socket() {
 
 std::vector<std::string> supervisor::command_for(const child& c) const {
   std::string level = log_level_.empty() ? config_.logging.level : log_level_;
-  if (c.nameserver)
-    return {"labhost", "ns", "--listen", config_.nameserver->listen.to_string(), "--lease",
-            std::to_string(std::chrono::duration<double>(config_.nameserver->lease).count()), "--log-level", level};
+  if (c.nameserver) {
+    std::vector<std::string> command{"labhost", "ns", "--listen", config_.nameserver->listen.to_string(), "--lease",
+                                     std::to_string(std::chrono::duration<double>(config_.nameserver->lease).count()),
+                                     "--log-level", level};
+    if (!config_.auth_secret_file.empty()) command.insert(command.end(), {"--secret-file", config_.auth_secret_file.string()});
+    if (config_.insecure) command.push_back("--insecure");
+    return command;
+  }
   return {"labhost", "daemon", "--config", config_.file.string(), "--name", c.name, "--log-level", level};
 }
 
@@ -199,7 +209,7 @@ void supervisor::start_children_from(const host_config& config) {
     c.name = "nameserver";
     c.nameserver = true;
     c.address = config.nameserver->listen.to_string();
-    c.fingerprint = "ns|" + c.address + "|" + std::to_string(config.nameserver->lease.count());
+    c.fingerprint = nameserver_fingerprint(config);
     spawn(c);
   }
   for (const auto& d : config.daemons) {
@@ -327,8 +337,7 @@ std::string supervisor::reload_reply() {
 
   std::map<std::string, std::string> wanted;  // name -> fingerprint
   if (fresh.nameserver)
-    wanted["nameserver"] = "ns|" + fresh.nameserver->listen.to_string() + "|" +
-                           std::to_string(fresh.nameserver->lease.count());
+    wanted["nameserver"] = nameserver_fingerprint(fresh);
   for (const auto& d : fresh.daemons) wanted[d.name] = fingerprint(d, fresh);
 
   json::array started, stopped, restarted, unchanged;

@@ -27,8 +27,9 @@ struct registration {
 
 class registrar {
  public:
+  /// `secret`: for nameservers that require one (empty: none).
   registrar(std::vector<host::endpoint_address> nameservers, std::vector<registration> names,
-            std::string client_name);
+            std::string client_name, std::string secret);
   ~registrar();
   registrar(const registrar&) = delete;
   registrar& operator=(const registrar&) = delete;
@@ -40,6 +41,7 @@ class registrar {
 
   std::vector<registration> names_;
   std::string client_name_;
+  std::string secret_;
   std::mutex mutex_;  // guards stopping_
   std::condition_variable wake_;
   bool stopping_ = false;

@@ -20,6 +20,8 @@ std::string_view message_type_name(message_type type) noexcept {
     case message_type::lock: return "lock";
     case message_type::unlock: return "unlock";
     case message_type::lock_status: return "lock_status";
+    case message_type::challenge: return "challenge";
+    case message_type::authenticate: return "authenticate";
   }
   return "unknown";
 }

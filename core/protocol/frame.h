@@ -37,6 +37,8 @@ enum class message_type : std::uint8_t {
   lock = 11,        // client -> daemon: lock a service for this session (answered by result)
   unlock = 12,      // client -> daemon: release it, or force-release it (admin)
   lock_status = 13, // client -> daemon: who holds which lock (answered by result)
+  challenge = 14,   // daemon -> client: answer to hello when the daemon requires a secret
+  authenticate = 15,// client -> daemon: proof of the secret, answered by welcome
 };
 
 /// Name of a message type for logs ("call"), or "unknown".

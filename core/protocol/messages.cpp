@@ -25,6 +25,12 @@ class field_reader {
     return f->as_int();
   }
   const value* get(std::string_view key, bool required = true) { return find(key, required); }
+  std::vector<std::uint8_t> blob(std::string_view key, bool required = true) {
+    const value* f = find(key, required);
+    if (f == nullptr) return {};
+    if (!f->is_bytes()) return fail(key, "bytes"), std::vector<std::uint8_t>{};
+    return f->as_bytes().data;
+  }
   bool boolean(std::string_view key, bool required = true, bool fallback = false) {
     const value* f = find(key, required);
     if (f == nullptr) return fallback;
@@ -66,8 +72,15 @@ value to_value(const hello_message& m) {
              {"pid", m.pid},
              {"min_version", m.min_version},
              {"max_version", m.max_version},
-             {"session_token", m.session_token}};
+             {"session_token", m.session_token},
+             {"client_nonce", bytes{m.client_nonce}}};
 }
+
+value to_value(const challenge_message& m) {
+  return map{{"server_nonce", bytes{m.server_nonce}}, {"server_proof", bytes{m.server_proof}}};
+}
+
+value to_value(const authenticate_message& m) { return map{{"client_proof", bytes{m.client_proof}}}; }
 
 value to_value(const welcome_message& m) {
   return map{{"version", m.version},
@@ -144,6 +157,24 @@ result<hello_message> parse_hello(const value& v) {
   m.min_version = r.integer("min_version");
   m.max_version = r.integer("max_version");
   m.session_token = r.text("session_token", false);
+  m.client_nonce = r.blob("client_nonce", false);
+  if (!r.ok()) return r.err();
+  return m;
+}
+
+result<challenge_message> parse_challenge(const value& v) {
+  field_reader r(v, "challenge");
+  challenge_message m;
+  m.server_nonce = r.blob("server_nonce");
+  m.server_proof = r.blob("server_proof");
+  if (!r.ok()) return r.err();
+  return m;
+}
+
+result<authenticate_message> parse_authenticate(const value& v) {
+  field_reader r(v, "authenticate");
+  authenticate_message m;
+  m.client_proof = r.blob("client_proof");
   if (!r.ok()) return r.err();
   return m;
 }

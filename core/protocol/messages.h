@@ -24,6 +24,16 @@ struct hello_message {
   std::int64_t min_version = protocol_version;
   std::int64_t max_version = protocol_version;
   std::string session_token;  // non-empty to resume an earlier session
+  std::vector<std::uint8_t> client_nonce;  // for a daemon that requires a secret
+};
+
+struct challenge_message {
+  std::vector<std::uint8_t> server_nonce;
+  std::vector<std::uint8_t> server_proof;  // the daemon's proof that it knows the secret
+};
+
+struct authenticate_message {
+  std::vector<std::uint8_t> client_proof;
 };
 
 struct welcome_message {
@@ -74,6 +84,8 @@ struct describe_message {
 };
 
 value to_value(const hello_message& m);
+value to_value(const challenge_message& m);
+value to_value(const authenticate_message& m);
 value to_value(const welcome_message& m);
 value to_value(const call_message& m);
 value to_value(const describe_message& m);
@@ -86,6 +98,8 @@ value to_value(const service_description& s);
 value to_value(const daemon_description& d);
 
 result<hello_message> parse_hello(const value& v);
+result<challenge_message> parse_challenge(const value& v);
+result<authenticate_message> parse_authenticate(const value& v);
 result<welcome_message> parse_welcome(const value& v);
 result<call_message> parse_call(value&& v);
 result<describe_message> parse_describe(const value& v);

@@ -5,6 +5,7 @@
 #include <boost/asio/write.hpp>
 
 #include "../logging/log.h"
+#include "../protocol/auth.h"
 #include "../protocol/messages.h"
 #include "labhost/value_codec.h"
 
@@ -14,7 +15,7 @@ namespace asio = boost::asio;
 using protocol::message_type;
 
 connection::connection(asio::ip::tcp::socket socket, std::shared_ptr<daemon_state> state)
-    : socket_(std::move(socket)), state_(std::move(state)) {
+    : socket_(std::move(socket)), state_(std::move(state)), handshake_timer_(state_->io) {
   boost::system::error_code ec;
   auto remote = socket_.remote_endpoint(ec);
   peer_ = ec ? "unknown peer" : remote.address().to_string() + ":" + std::to_string(remote.port());
@@ -25,6 +26,16 @@ connection::~connection() { state_->remove(this); }
 
 void connection::start() {
   state_->add(shared_from_this());
+  handshake_timer_.expires_after(state_->config.handshake_timeout);
+  handshake_timer_.async_wait([weak = weak_from_this()](boost::system::error_code ec) {
+    if (ec) return;  // cancelled: the session opened
+    if (auto self = weak.lock()) {
+      LABHOST_LOG(info) << self->peer_ << ": no handshake within "
+                        << self->state_->config.handshake_timeout.count() << " ms; dropped";
+      self->send_error(0, {errc::timeout, "no hello within the handshake timeout"});
+      self->close_after_flush();
+    }
+  });
   do_read_header();
 }
 
@@ -36,6 +47,7 @@ void connection::refuse(const error& e) {
 void connection::stop() {
   std::lock_guard lock(mutex_);
   close_locked();
+  handshake_timer_.cancel();
 }
 
 void connection::do_read_header() {
@@ -105,7 +117,7 @@ void connection::on_frame(const protocol::frame_header& header) {
     close_after_flush();
     return;
   }
-  auto payload = protocol::decode_payload(payload_);
+  auto payload = protocol::decode_payload(payload_, state_->value_limits);
   if (!payload) {
     send_error(id, payload.err());
     do_read_header();
@@ -115,6 +127,10 @@ void connection::on_frame(const protocol::frame_header& header) {
     case message_type::hello:
       handle_hello(id, *payload);
       do_read_header();  // after hello is done, so no later frame runs before the session exists
+      return;
+    case message_type::authenticate:
+      handle_authenticate(id, *payload);
+      do_read_header();
       return;
     case message_type::describe:
       handle_describe(id, *payload);
@@ -164,10 +180,50 @@ void connection::handle_hello(std::uint32_t request_id, const value& payload) {
     close_after_flush();
     return;
   }
-  if (session_) {
-    send_error(request_id, {errc::bad_message, "this connection already has a session"});
+  if (session_ || pending_hello_) {
+    send_error(request_id, {errc::bad_message, "this connection already said hello"});
     return;
   }
+  if (state_->auth_secret.empty()) return open_session(request_id, *hello);
+  // The daemon requires a secret: prove ours, and ask for the client's proof.
+  if (hello->client_nonce.size() != protocol::nonce_size) {
+    send_error(request_id, {errc::auth_failed, "daemon " + state_->config.name +
+                                                   " requires a secret (LABHOST_SECRET or LABHOST_SECRET_FILE)"});
+    close_after_flush();
+    return;
+  }
+  pending_hello_ = std::move(*hello);
+  server_nonce_ = protocol::random_nonce();
+  protocol::challenge_message challenge{
+      server_nonce_, protocol::server_proof(state_->auth_secret, pending_hello_->client_nonce, server_nonce_)};
+  send_value(message_type::challenge, request_id, protocol::to_value(challenge));
+}
+
+void connection::handle_authenticate(std::uint32_t request_id, const value& payload) {
+  if (!pending_hello_) {
+    send_error(request_id, {errc::bad_message, "authenticate answers a challenge; send hello first"});
+    return;
+  }
+  auto answer = protocol::parse_authenticate(payload);
+  auto expected = protocol::client_proof(state_->auth_secret, server_nonce_, pending_hello_->client_nonce);
+  if (answer && protocol::proofs_equal(answer->client_proof, expected)) {
+    auto hello = std::move(*pending_hello_);
+    pending_hello_.reset();
+    return open_session(request_id, hello);
+  }
+  LABHOST_LOG(warning) << "authentication failed for " << pending_hello_->client_name << " from " << peer_;
+  pending_hello_.reset();
+  // A short delay makes guessing slow; the timer keeps the thread free meanwhile.
+  auto delay = std::make_shared<asio::steady_timer>(state_->io, std::chrono::milliseconds(500));
+  delay->async_wait([self = shared_from_this(), delay, request_id](boost::system::error_code) {
+    self->send_error(request_id, {errc::auth_failed, "wrong secret"});
+    self->close_after_flush();
+  });
+}
+
+void connection::open_session(std::uint32_t request_id, const protocol::hello_message& hello_in) {
+  const protocol::hello_message* hello = &hello_in;
+  handshake_timer_.cancel();
   protocol::welcome_message welcome;
   if (!hello->session_token.empty()) {
     session_ = state_->find_session(hello->session_token);
@@ -251,6 +307,12 @@ void connection::handle_call(std::uint32_t request_id, value payload, std::share
     return;
   }
   service_slot& slot = *it->second;
+  if (caller->calls_in_flight() >= state_->config.max_requests_in_flight) {
+    send_error(request_id, {errc::busy, "this session already has " +
+                                            std::to_string(state_->config.max_requests_in_flight) +
+                                            " calls in flight (max_requests_in_flight)"});
+    return;
+  }
   state_->calls_in_flight.fetch_add(1);
   caller->call_started();  // a session waiting on a call is alive, however long the call
   // dispatch: runs right here when the service is free (no thread hop), else queues on the

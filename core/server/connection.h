@@ -10,6 +10,8 @@
 
 #include <array>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <optional>
 #include <cstdint>
 #include <deque>
 #include <memory>
@@ -45,6 +47,9 @@ class connection : public std::enable_shared_from_this<connection> {
   void do_read_payload();
   void on_frame(const protocol::frame_header& header);
   void handle_hello(std::uint32_t request_id, const value& payload);
+  void handle_authenticate(std::uint32_t request_id, const value& payload);
+  /// Opens or resumes the session of a hello that passed authentication; sends welcome.
+  void open_session(std::uint32_t request_id, const protocol::hello_message& hello);
   void handle_describe(std::uint32_t request_id, const value& payload);
   void handle_call(std::uint32_t request_id, value payload, std::shared_ptr<session> caller);
   void run_call(std::uint32_t request_id, service_slot& slot, const session& caller,
@@ -74,6 +79,11 @@ class connection : public std::enable_shared_from_this<connection> {
 
   // Set by hello on the read chain before any later frame is read; read-only afterwards.
   std::shared_ptr<session> session_;
+  // Between hello and authenticate, on a daemon that requires a secret (read chain only).
+  std::optional<protocol::hello_message> pending_hello_;
+  std::vector<std::uint8_t> server_nonce_;
+  // Drops a connection that has not opened a session in time (a client that says nothing).
+  boost::asio::steady_timer handshake_timer_;
 
   std::mutex mutex_;  // guards the socket's operations, write_queue_, writing_, closed_, close_after_flush_
   std::deque<std::vector<std::uint8_t>> write_queue_;

@@ -68,6 +68,19 @@ daemon::daemon(host::daemon_config config, const std::filesystem::path& plugin_d
   const auto& cfg = state_->config;
   if (!cfg.admin_secret_file.empty())
     state_->admin_secret = host::read_secret_file(cfg.admin_secret_file, "admin_secret_file");
+  if (!cfg.auth_secret_file.empty())
+    state_->auth_secret = host::read_secret_file(cfg.auth_secret_file, "auth.secret_file");
+  if (!host::is_loopback(cfg.address) && state_->auth_secret.empty()) {
+    if (!cfg.insecure)
+      throw std::runtime_error("daemon " + cfg.name + ": " + cfg.address.to_string() +
+                               " is reachable from the network and no secret is set (auth.secret_file); "
+                               "refusing to start");
+    LABHOST_LOG(warning) << "daemon " << cfg.name << " listens on " << cfg.address.to_string()
+                         << " WITHOUT authentication (host.json \"insecure\": true): anyone who can reach "
+                            "it can drive its instruments";
+  }
+  state_->value_limits.max_depth = cfg.max_value_depth;
+  state_->value_limits.max_items = cfg.max_value_items;
   for (const auto& service_config : cfg.services) {
     auto slot = std::make_unique<service_slot>(
         std::make_unique<service::service>(service_config, plugin_dir), asio::make_strand(state_->io));
@@ -227,7 +240,7 @@ void daemon::start_registrar() {
   char hostname[256] = {};
   ::gethostname(hostname, sizeof hostname - 1);
   registrar_ = std::make_unique<naming::registrar>(cfg.register_with, std::move(names),
-                                                   "daemon " + cfg.name + "@" + hostname);
+                                                   "daemon " + cfg.name + "@" + hostname, state_->auth_secret);
 }
 
 void daemon::stop() {

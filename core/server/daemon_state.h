@@ -90,6 +90,9 @@ class daemon_state : public std::enable_shared_from_this<daemon_state> {
   void grant_waiters(service_slot& slot);
   /// Force unlock needs this secret (host.json admin_secret_file); empty disables it.
   std::string admin_secret;
+  /// Clients must prove they know this secret in the handshake (auth.secret_file); empty: no.
+  std::string auth_secret;
+  decode_limits value_limits;  // applied to every payload from clients
   /// Set when this daemon is a nameserver: it then serves the built-in "nameserver" service.
   std::shared_ptr<naming::name_registry> names;
 

@@ -63,6 +63,7 @@ class session {
     touch();  // the reply is a sign of life too: the lease restarts from here
   }
   bool has_calls_in_flight() const noexcept { return calls_in_flight_.load() > 0; }
+  unsigned calls_in_flight() const noexcept { return static_cast<unsigned>(calls_in_flight_.load()); }
 
   /// Marks the session ended; true only for the call that ended it.
   bool mark_ended() noexcept { return !ended_.exchange(true); }

@@ -18,7 +18,10 @@ using tools::command_line;
 using tools::usage_error;
 
 constexpr const char* usage_text =
-    "usage: labctl [--json] [--timeout SECONDS] [--client-name NAME] [--ns HOST:PORT] COMMAND ...\n"
+    "usage: labctl [--json] [--timeout SECONDS] [--client-name NAME] [--ns HOST:PORT]\n"
+    "              [--secret-file FILE] COMMAND ...\n"
+    "The secret for daemons that require one: --secret-file, else $LABHOST_SECRET, else the\n"
+    "file $LABHOST_SECRET_FILE.\n"
     "ADDRESS is lab://HOST:PORT[/SERVICE], or a service name looked up on the nameserver\n"
     "(--ns, else $LABHOST_NS, else 127.0.0.1:7700).\n"
     "  ls [PREFIX]                              the names registered on the nameserver\n"
@@ -62,6 +65,12 @@ bool is_keyword(const std::string& arg, std::string& name, std::string& rest) {
 std::shared_ptr<client> open_client(const service_address& address, const command_line& cl) {
   client_options options;
   options.client_name = cl.get("client-name", "");
+  if (auto file = cl.get("secret-file")) {
+    std::ifstream in(*file);
+    if (!in || !std::getline(in, options.secret)) throw usage_error("cannot read " + *file);
+    while (!options.secret.empty() && (options.secret.back() == '\r' || options.secret.back() == ' '))
+      options.secret.pop_back();
+  }
   if (auto t = cl.get("timeout")) {
     double seconds = std::stod(*t);
     if (seconds < 0) throw usage_error("--timeout must not be negative");
@@ -274,7 +283,7 @@ int main(int argc, char** argv) {
   bool json = false;
   try {
     // Global options may come before or after the command word.
-    const std::set<std::string> valued{"timeout", "client-name", "wait", "admin-secret-file", "ns"};
+    const std::set<std::string> valued{"timeout", "client-name", "wait", "admin-secret-file", "ns", "secret-file"};
     const std::set<std::string> flags{"json", "help", "hold", "force"};
     command_line cl(argc, argv, 1, valued, flags);
     json = cl.flag("json");

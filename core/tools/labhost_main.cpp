@@ -38,7 +38,7 @@ constexpr const char* usage_text =
     "                                            restart what changed, leave the rest alone\n"
     "  daemon  --name NAME [--config FILE] [--log-level L]\n"
     "                                            serve one daemon of host.json (foreground)\n"
-    "  ns      --listen HOST:PORT [--lease S] [--log-level L]\n"
+    "  ns      --listen HOST:PORT [--lease S] [--secret-file F] [--insecure] [--log-level L]\n"
     "                                            run a nameserver (foreground)\n"
     "  check   [--config FILE]                   validate host.json and exit\n"
     "  plugins [--dir DIR] [--json]              describe every plugin file in a folder\n"
@@ -78,6 +78,14 @@ int run_up(const command_line& cl) {
 int run_ps(const command_line& cl) {
   const std::string config = cl.get("config", "host.json");
   auto reply = boost::json::parse(host::control_request(config, "ps")).as_object();
+  std::string host_secret;  // to ask daemons that require one about their services
+  try {
+    auto parsed = host::load_host_config(config);
+    if (!parsed.auth_secret_file.empty())
+      host_secret = host::read_secret_file(parsed.auth_secret_file, "auth.secret_file");
+  } catch (const host::config_error&) {
+    // host.json is being edited: daemons that need the secret report it below
+  }
   boost::json::array out;
   for (auto& entry : reply["daemons"].as_array()) {
     auto d = entry.as_object();
@@ -89,6 +97,7 @@ int run_ps(const command_line& cl) {
         if (address.host == "::") address.host = "::1";
         client_options options;
         options.client_name = "labhost ps";
+        if (!host_secret.empty()) options.secret = host_secret;
         options.heartbeats = false;
         options.timeout = std::chrono::seconds(2);
         options.connect_timeout = std::chrono::seconds(2);
@@ -168,6 +177,8 @@ int run_nameserver(const command_line& cl) {
   }
   config.pool_size = 2;
   config.lease = std::chrono::milliseconds(static_cast<long long>(std::stod(cl.get("lease", "10")) * 1000));
+  if (auto secret = cl.get("secret-file")) config.auth_secret_file = *secret;
+  config.insecure = cl.flag("insecure");
   server::daemon nameserver(config, {});
   nameserver.serve_names();
   std::cout << "labhost nameserver listening on " << nameserver.local_address() << std::endl;
@@ -220,7 +231,7 @@ int main(int argc, char** argv) {
       return run_control(command, command_line(argc, argv, 2, {"config"}, {"json"}));
     if (command == "check") return run_check(command_line(argc, argv, 2, {"config"}, {}));
     if (command == "ns")
-      return run_nameserver(command_line(argc, argv, 2, {"listen", "lease", "log-level"}, {}));
+      return run_nameserver(command_line(argc, argv, 2, {"listen", "lease", "log-level", "secret-file"}, {"insecure"}));
     if (command == "plugins") return run_plugins(command_line(argc, argv, 2, {"dir"}, {"json"}));
     if (command == "version") {
       std::cout << "labhost " << LABHOST_VERSION << "\n";

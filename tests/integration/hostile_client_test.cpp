@@ -55,7 +55,7 @@ class raw_socket {
     return ::recv(fd_, &byte, 1, 0) == 0;
   }
   void hello() {
-    send(encode_frame(message_type::hello, 1, to_value(hello_message{"hostile@test", 1, 1, 1, ""})));
+    send(encode_frame(message_type::hello, 1, to_value(hello_message{"hostile@test", 1, 1, 1, "", {}})));
     auto reply = receive();
     BOOST_TEST_REQUIRE(reply.has_value());
     BOOST_TEST_REQUIRE((reply->first.type == message_type::welcome));
@@ -101,7 +101,7 @@ BOOST_AUTO_TEST_CASE(garbage_bytes_get_bad_frame_then_close) {
 
 BOOST_AUTO_TEST_CASE(another_protocol_version_gets_unsupported_version) {
   raw_socket s(d.port());
-  auto frame = encode_frame(message_type::hello, 1, to_value(hello_message{"x", 1, 1, 1, ""}));
+  auto frame = encode_frame(message_type::hello, 1, to_value(hello_message{"x", 1, 1, 1, "", {}}));
   frame[4] = 9;
   s.send(frame);
   auto reply = s.receive();
@@ -110,7 +110,7 @@ BOOST_AUTO_TEST_CASE(another_protocol_version_gets_unsupported_version) {
   still_serves();
 
   raw_socket s2(d.port());
-  s2.send(encode_frame(message_type::hello, 3, to_value(hello_message{"x", 1, 2, 5, ""})));
+  s2.send(encode_frame(message_type::hello, 3, to_value(hello_message{"x", 1, 2, 5, "", {}})));
   auto reply2 = s2.receive();
   BOOST_TEST_REQUIRE(reply2.has_value());
   BOOST_TEST(reply2->first.request_id == 3u);

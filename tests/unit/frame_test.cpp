@@ -59,7 +59,7 @@ BOOST_AUTO_TEST_CASE(length_is_checked_against_the_maximum) {
 }
 
 BOOST_AUTO_TEST_CASE(messages_round_trip) {
-  hello_message hello{"ana@lab", 1234, 1, 1, "tok"};
+  hello_message hello{"ana@lab", 1234, 1, 1, "tok", {}};
   auto h = parse_hello(to_value(hello));
   BOOST_TEST_REQUIRE(h.ok());
   BOOST_TEST(h->client_name == "ana@lab");

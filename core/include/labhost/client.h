@@ -32,6 +32,9 @@ struct client_options {
   std::chrono::milliseconds timeout{0};       // per request; 0 waits as long as it takes
   std::chrono::milliseconds connect_timeout{5000};
   std::uint32_t max_frame_bytes = 64u << 20;  // larger replies are refused (bad_frame)
+  /// The shared secret for daemons that require one (host.json auth.secret_file). Empty:
+  /// $LABHOST_SECRET, else the first line of the file $LABHOST_SECRET_FILE, else none.
+  std::string secret;
   /// Send heartbeats (a ping every third of the daemon's lease) while the client is open,
   /// so that an idle session, and its locks, stay alive.
   bool heartbeats = true;
