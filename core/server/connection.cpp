@@ -319,30 +319,31 @@ void connection::handle_call(std::uint32_t request_id, value payload, std::share
   // service's strand behind the call that holds it.
   asio::dispatch(slot.strand, [self = shared_from_this(), request_id, &slot, caller,
                                call = std::move(*call)]() mutable {
-    self->run_call(request_id, slot, *caller, call);
+    auto reply = self->run_call(request_id, slot, *caller, call);
+    // Counted out before the reply leaves, so that the client's next request, sent the moment
+    // it reads this one, never finds the call still counted.
     caller->call_finished();
     self->state_->calls_in_flight.fetch_sub(1);
+    self->send(std::move(reply));
   });
 }
 
-void connection::run_call(std::uint32_t request_id, service_slot& slot, const session& caller,
-                          const protocol::call_message& call) {
+std::vector<std::uint8_t> connection::run_call(std::uint32_t request_id, service_slot& slot,
+                                               const session& caller, const protocol::call_message& call) {
   std::vector<std::uint8_t> frame(protocol::header_size);  // the result is written after it
   auto failure = slot.svc->call(caller.info(), call.method, call.args, call.kwargs, frame,
                                 state_->config.max_frame_bytes);
   if (failure) {
     if (failure->code == errc::driver_error)
       LABHOST_LOG_SERVICE(info, slot.svc->name()) << call.method << ": " << failure->message;
-    send_error(request_id, *failure);
-    return;
+    return protocol::encode_frame(message_type::error, request_id, protocol::to_value(*failure));
   }
   protocol::frame_header h;
   h.type = message_type::result;
   h.request_id = request_id;
   h.payload_size = static_cast<std::uint32_t>(frame.size() - protocol::header_size);
-  protocol::write_header(h, std::span<std::uint8_t, protocol::header_size>(frame.data(),
-                                                                           protocol::header_size));
-  send(std::move(frame));
+  protocol::write_header(h, std::span<std::uint8_t, protocol::header_size>(frame.data(), protocol::header_size));
+  return frame;
 }
 
 service_slot* connection::service_or_reply(std::uint32_t request_id, const std::string& name) {

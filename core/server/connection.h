@@ -52,8 +52,9 @@ class connection : public std::enable_shared_from_this<connection> {
   void open_session(std::uint32_t request_id, const protocol::hello_message& hello);
   void handle_describe(std::uint32_t request_id, const value& payload);
   void handle_call(std::uint32_t request_id, value payload, std::shared_ptr<session> caller);
-  void run_call(std::uint32_t request_id, service_slot& slot, const session& caller,
-                const protocol::call_message& call);
+  /// Runs a call on its service (REQUIRES: on the service's strand); the reply frame.
+  std::vector<std::uint8_t> run_call(std::uint32_t request_id, service_slot& slot, const session& caller,
+                                     const protocol::call_message& call);
   void handle_lock(std::uint32_t request_id, const value& payload);
   void handle_unlock(std::uint32_t request_id, const value& payload);
   void handle_lock_status(std::uint32_t request_id, const value& payload);

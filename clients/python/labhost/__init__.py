@@ -1,0 +1,57 @@
+"""labhost: call lab instruments served by labhost daemons as if they were local objects.
+
+    import labhost
+    laser = labhost.connect("lab://127.0.0.1:7701/laser")
+    laser.set_wavelength(1550.5)
+    with laser.locked(wait=5):
+        laser.set_power(mw=2.0)
+
+Pure standard library; numpy is used when installed (typed arrays arrive as numpy arrays
+without a copy). See clients/python/README.md.
+"""
+
+from .address import Address, parse_address
+from .connection import Connection, default_client_name
+from .errors import (AuthFailedError, BadAddressError, BadArgumentsError, BadFrameError,
+                     BadMessageError, BusyError, ConnectionLostError, DriverError,
+                     InternalError, LabhostError, LabhostTimeoutError, LockedError,
+                     LockedOutError, NameTakenError, NoSuchMethodError, NoSuchNameError,
+                     NoSuchServiceError, NoSuchSessionError, NotAuthorisedError,
+                     NotLockableError, NotLockOwnerError, ServiceUnavailableError,
+                     ShuttingDownError, UnsupportedVersionError, error_class)
+from .locks import LockStatus
+from .proxy import Daemon, ServiceProxy
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "connect", "Connection", "ServiceProxy", "Daemon", "LockStatus", "Address",
+    "parse_address", "default_client_name", "error_class",
+    "LabhostError", "BadFrameError", "UnsupportedVersionError", "NoSuchServiceError",
+    "NoSuchMethodError", "BadArgumentsError", "DriverError", "ServiceUnavailableError",
+    "BusyError", "LabhostTimeoutError", "ShuttingDownError", "InternalError",
+    "BadMessageError", "LockedError", "NotLockOwnerError", "NotLockableError",
+    "LockedOutError", "NoSuchSessionError", "AuthFailedError", "NotAuthorisedError",
+    "NameTakenError", "NoSuchNameError", "ConnectionLostError", "BadAddressError",
+]
+
+
+def connect(address, timeout=None, client_name=None, **options):
+    """Connects to a service or a daemon.
+
+    ``connect("lab://HOST:PORT/SERVICE")`` returns a ServiceProxy with its own connection;
+    ``connect("lab://HOST:PORT")`` returns a Daemon (``daemon["laser"]``, ``.services()``).
+    `timeout`: seconds to wait for each reply (None: as long as it takes); `client_name`:
+    how lock reports name this client (default ``user@host``). Other options go to
+    Connection: connect_timeout (5 s), heartbeats (True), reconnect (True), max_payload.
+    Both are context managers; closing says goodbye and releases the session's locks.
+    """
+    a = parse_address(address)
+    connection = Connection(a.host, a.port, timeout=timeout, client_name=client_name, **options)
+    try:
+        if a.service:
+            return ServiceProxy(connection, a.service, owns_connection=True)
+        return Daemon(connection, owns_connection=True)
+    except BaseException:
+        connection.close()
+        raise

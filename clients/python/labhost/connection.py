@@ -1,0 +1,725 @@
+"""One connection, and one session, to one labhost daemon.
+
+A Connection is thread-safe: several threads may call at once, and their requests are in
+flight together on the one TCP socket, matched by request id. Reading follows the
+leader/follower pattern of the C++ client (core/client/client.cpp): a thread waiting for its
+reply either becomes the reader (reads frames and hands each to its waiter) or sleeps until
+the reader hands it its reply. A lone caller thus reads its own reply: no thread hop.
+
+While open, a background (daemon) thread sends a ping every third of the daemon's lease, so
+an idle session and its locks stay alive. When the connection breaks, the heartbeat thread,
+or else the next request, reconnects and presents the session token: within the lease the
+daemon resumes the session with its locks; a daemon that restarted opens a fresh session. A
+request whose connection broke while it was in flight raises ConnectionLostError (it may
+have run). close() says goodbye; so does the interpreter at exit, or the garbage collector
+for a connection nobody references.
+"""
+
+import getpass
+import logging
+import os
+import select
+import socket
+import threading
+import time
+import weakref
+
+from . import codec, protocol
+from .address import parse_address
+from .errors import (AuthFailedError, BadFrameError, BadMessageError, ConnectionLostError,
+                     LabhostError, LabhostTimeoutError, make_error)
+from .locks import LockStatus
+
+__all__ = ["Connection", "default_client_name"]
+
+log = logging.getLogger("labhost")
+
+_DEFAULT = object()
+_PAD = 2  # payload buffers start 2 bytes in, so a result's typed array is 8-byte aligned
+_RECV_BUFFER = 256 * 1024
+_MSG_PEEK_NOWAIT = socket.MSG_PEEK | getattr(socket, "MSG_DONTWAIT", 0)
+_HAS_DONTWAIT = hasattr(socket, "MSG_DONTWAIT")
+_IDLE_CHECK_AFTER = 0.005  # seconds since the last request after which a link is checked
+
+
+def default_client_name():
+    """``user@host``, as the daemon shows lock holders."""
+    try:
+        user = getpass.getuser()
+    except Exception:  # no login name (containers without a passwd entry)
+        user = "unknown"
+    return "%s@%s" % (user, socket.gethostname())
+
+
+def _copy(error):
+    """A fresh exception like `error`, for raising in another thread."""
+    return make_error(error.code, error.message, error.name)
+
+
+class _Pending:
+    __slots__ = ("done", "type", "payload", "error")
+
+    def __init__(self):
+        self.done = False
+        self.type = None
+        self.payload = None
+        self.error = None
+
+
+class _Socket:
+    """The socket and what goes with it. Shared with the finalizer, so no reference back."""
+
+    def __init__(self):
+        self.sock = None
+        self.write_lock = threading.Lock()
+        self.generation = 0       # bumped on every new socket (under write_lock)
+        self.poller = None
+        # receive buffer: the reader's alone (one reader at a time)
+        self.rbuf = bytearray(_RECV_BUFFER)
+        self.rview = memoryview(self.rbuf)
+        self.rstart = 0
+        self.rend = 0
+        self.goodbye_sent = False
+        self.closed = False       # set by close() or the finalizer: never reconnect
+
+    def attach(self, sock):
+        self.sock = sock
+        self.generation += 1
+        self.rstart = self.rend = 0
+        if hasattr(select, "poll"):
+            self.poller = select.poll()
+            self.poller.register(sock, select.POLLIN)
+        else:  # pragma: no cover - Windows
+            self.poller = None
+
+    def readable(self, timeout):
+        """True when the socket has data (or EOF) within `timeout` seconds. The reader's
+        alone: a poll object refuses concurrent use."""
+        if self.poller is not None:
+            return bool(self.poller.poll(max(0, int(timeout * 1000 + 0.999))))
+        return bool(select.select([self.sock], [], [], max(0.0, timeout))[0])  # pragma: no cover
+
+    @staticmethod
+    def shutdown(state, stop):
+        """Finalizer: stops heartbeats, says goodbye (never blocking) and closes."""
+        state.closed = True
+        stop.set()
+        sock = state.sock
+        if sock is None:
+            return
+        # A thread stuck writing a large frame must not hold up the interpreter's exit.
+        locked = state.write_lock.acquire(timeout=1.0)
+        try:
+            if locked and not state.goodbye_sent:
+                state.goodbye_sent = True
+                try:
+                    sock.send(protocol.frame_bytes(protocol.GOODBYE, 0, None),
+                              getattr(socket, "MSG_DONTWAIT", 0))
+                except OSError:
+                    pass
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            sock.close()
+        finally:
+            if locked:
+                state.write_lock.release()
+
+
+class _SendFailed(Exception):
+    """A send that failed; `sent_any` tells whether part of the frame went out."""
+
+    def __init__(self, cause, sent_any):
+        super().__init__(str(cause))
+        self.cause = cause
+        self.sent_any = sent_any
+
+
+def _send_parts(sock, parts):
+    """Sends buffers in order; large ones straight from their memory (sendmsg).
+    Raises _SendFailed."""
+    sent_any = False
+    try:
+        if len(parts) == 1 or not hasattr(sock, "sendmsg"):
+            view = memoryview(parts[0] if len(parts) == 1 else b"".join(parts)).cast("B")
+            while view.nbytes:
+                view = view[sock.send(view):]
+                sent_any = True
+            return
+        views = [memoryview(p).cast("B") for p in parts if len(p)]
+        while views:
+            sent = sock.sendmsg(views[:512])
+            sent_any = True
+            while sent:
+                first = views[0]
+                if sent >= first.nbytes:
+                    sent -= first.nbytes
+                    views.pop(0)
+                else:
+                    views[0] = first[sent:]
+                    sent = 0
+    except OSError as e:
+        raise _SendFailed(e, sent_any) from None
+
+
+class _MidFrameTimeout(Exception):
+    """The deadline passed with part of a frame read: the stream is out of step."""
+
+
+class Connection:
+    """A session with one daemon: calls, describe, ping, locks.
+
+    ``Connection("127.0.0.1", 7701)`` or ``Connection.open("lab://127.0.0.1:7701")``.
+    `timeout`: seconds to wait for each reply (None: as long as it takes);
+    `connect_timeout`: seconds to connect and say hello; `client_name`: how the daemon names
+    this client in lock reports and logs (default ``user@host``); `heartbeats`: ping every
+    third of the lease while open; `reconnect`: resume the session after a broken connection;
+    `max_payload`: largest reply accepted (checked before allocating).
+    """
+
+    def __init__(self, host, port, *, timeout=None, connect_timeout=5.0, client_name=None,
+                 heartbeats=True, reconnect=True, max_payload=protocol.DEFAULT_MAX_PAYLOAD):
+        self.host = host
+        self.port = int(port)
+        self.timeout = timeout
+        self.connect_timeout = connect_timeout
+        self.client_name = client_name or default_client_name()
+        self.reconnect = reconnect
+        self.max_payload = max_payload
+        self._cond = threading.Condition(threading.Lock())
+        self._pending = {}
+        self._reader_active = False
+        self._broken = None        # the error that made the current socket unusable
+        self._next_id = 1
+        self._connect_lock = threading.Lock()  # one reconnect at a time
+        self._stop = threading.Event()
+        self._io = _Socket()
+        sock, self._welcome = self._open("")
+        self._io.attach(sock)
+        self._last_sent = time.monotonic()
+        self._finalizer = weakref.finalize(self, _Socket.shutdown, self._io, self._stop)
+        self._heartbeat_thread = None
+        if heartbeats and self.lease > 0:
+            self._heartbeat_thread = threading.Thread(
+                target=_heartbeat_loop, args=(weakref.ref(self), self._stop),
+                name="labhost heartbeat %s:%d" % (host, self.port), daemon=True)
+            self._heartbeat_thread.start()
+
+    @classmethod
+    def open(cls, address, **options):
+        """Connects to the daemon of a ``lab://HOST:PORT[/SERVICE]`` address."""
+        a = parse_address(address)
+        return cls(a.host, a.port, **options)
+
+    # ------------------------------------------------------------------ properties
+
+    @property
+    def address(self):
+        host = "[%s]" % self.host if ":" in self.host else self.host
+        return "lab://%s:%d" % (host, self.port)
+
+    @property
+    def session_token(self):
+        return self._welcome["session_token"]
+
+    @property
+    def daemon_name(self):
+        return self._welcome["daemon"]
+
+    @property
+    def server_version(self):
+        return self._welcome.get("server_version", "")
+
+    @property
+    def lease(self):
+        """The daemon's lease in seconds: a session silent this long ends (with its locks)."""
+        return self._welcome.get("lease_ms", 0) / 1000.0
+
+    @property
+    def resumed(self):
+        """True when the last (re)connection resumed an earlier session."""
+        return bool(self._welcome.get("resumed", False))
+
+    @property
+    def closed(self):
+        return self._io.closed
+
+    @property
+    def _closed(self):
+        return self._io.closed
+
+    def __repr__(self):
+        state = "closed" if self._closed else ("broken" if self._broken else "open")
+        return "<labhost.Connection %s daemon %r %s>" % (self.address, self.daemon_name, state)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # ------------------------------------------------------------------ requests
+
+    def call(self, service, method, args=(), kwargs=None, timeout=_DEFAULT):
+        """Calls service.method(*args, **kwargs) and returns its result."""
+        return self.call_prefixed(protocol.call_prefix(service, method), args, kwargs, timeout)
+
+    def call_prefixed(self, prefix, args, kwargs, timeout=_DEFAULT):
+        """call() with the message start from protocol.call_prefix (proxies keep it)."""
+        out = bytearray(protocol.HEADER_SIZE)
+        out += prefix
+        e = codec.Encoder(out)
+        e.sequence(args, 1)
+        e.out += protocol.KWARGS_KEY
+        if kwargs:
+            e.mapping(kwargs, 1)
+        else:
+            e.out += protocol.EMPTY_MAP
+        return self._expect(self._request(protocol.CALL, e.finish(), timeout), protocol.RESULT)
+
+    def describe(self, service=""):
+        """The daemon's description ({"daemon", "services"}), or one service's (with its
+        methods: name, params, returns, doc) when `service` is given."""
+        return self._expect(self._request_value(protocol.DESCRIBE, {"service": service}),
+                            protocol.DESCRIPTION)
+
+    def ping(self):
+        """Round trip of one ping, in seconds."""
+        start = time.perf_counter()
+        self._expect(self._request_value(protocol.PING, None), protocol.PONG)
+        return time.perf_counter() - start
+
+    def lock(self, service, wait=0.0):
+        """Locks `service` for this session, waiting up to `wait` seconds for a lock held by
+        another session. Returns a LockStatus. Errors: LockedError, NotLockableError."""
+        wait_ms = max(0, int(round(wait * 1000)))
+        timeout = None if self.timeout is None else self.timeout + wait
+        report = self._expect(self._request_value(
+            protocol.LOCK, {"service": service, "wait_ms": wait_ms}, timeout), protocol.RESULT)
+        return LockStatus.from_report(report)
+
+    def unlock(self, service):
+        """Releases this session's lock. Errors: NotLockOwnerError."""
+        self._expect(self._request_value(
+            protocol.UNLOCK, {"service": service, "force": False, "admin_secret": ""}),
+            protocol.RESULT)
+
+    def force_unlock(self, service, admin_secret):
+        """Releases another session's lock (administrators). Errors: NotAuthorisedError."""
+        self._expect(self._request_value(
+            protocol.UNLOCK, {"service": service, "force": True, "admin_secret": admin_secret}),
+            protocol.RESULT)
+
+    def lock_status(self, service=""):
+        """LockStatus of one service, or a list of them for every service when `service` is
+        empty."""
+        reports = self._expect(self._request_value(protocol.LOCK_STATUS, {"service": service}),
+                               protocol.RESULT)
+        if not isinstance(reports, list):
+            raise BadMessageError("lock_status: expected a list")
+        statuses = [LockStatus.from_report(r) for r in reports]
+        if service:
+            if len(statuses) != 1:
+                raise BadMessageError("lock_status: expected one report")
+            return statuses[0]
+        return statuses
+
+    def resume(self):
+        """Drops the link the way a network failure would, reconnects and presents the
+        session token. True when the daemon still had the session (with its locks)."""
+        with self._cond:
+            if self._closed:
+                raise ConnectionLostError("the client closed this connection")
+            if self._broken is None:
+                self._break(ConnectionLostError("reconnecting"), abortive=True)
+        return self._resume()
+
+    def close(self):
+        """Says goodbye and closes: the daemon ends the session and releases its locks.
+        Requests in flight raise ConnectionLostError. Idempotent."""
+        with self._cond:
+            io = self._io
+            if io.closed:
+                return
+            io.closed = True
+            self._stop.set()
+            if self._broken is None and io.write_lock.acquire(timeout=1.0):
+                try:
+                    if not io.goodbye_sent:
+                        io.goodbye_sent = True
+                        io.sock.sendall(protocol.frame_bytes(protocol.GOODBYE, 0, None))
+                except OSError:
+                    pass
+                finally:
+                    io.write_lock.release()
+            self._break(ConnectionLostError("the client closed this connection"), abortive=False)
+            self._cond.wait_for(lambda: not self._reader_active, timeout=5.0)
+        self._finalizer()
+        t = self._heartbeat_thread
+        if t is not None and t is not threading.current_thread():
+            t.join(timeout=5.0)
+
+    # ------------------------------------------------------------------ machinery
+
+    def _request_value(self, message_type, payload, timeout=_DEFAULT):
+        parts = codec.encode_into(bytearray(protocol.HEADER_SIZE), payload)
+        return self._request(message_type, parts, timeout)
+
+    def _expect(self, reply, expected):
+        message_type, payload = reply
+        value = codec.decode(payload, _PAD)
+        if message_type == protocol.ERROR:
+            raise protocol.error_from(value)
+        if message_type != expected:
+            raise BadMessageError("expected %s, got %s" % (
+                protocol.MESSAGE_NAMES[expected], protocol.MESSAGE_NAMES.get(message_type, message_type)))
+        return value
+
+    def _idle_link_closed(self):
+        """True when nothing is in flight and the daemon has closed the socket (EOF waiting
+        to be read): then the next request reconnects first instead of failing. Skipped (a
+        syscall saved) right after a request: a caller in a loop has a fresh link."""
+        io = self._io
+        if not _HAS_DONTWAIT or self._pending or self._reader_active or io.rend > io.rstart \
+                or time.monotonic() - self._last_sent < _IDLE_CHECK_AFTER:
+            return False
+        try:  # no poll() here: the reader alone may use the poll object
+            return io.sock.recv(1, _MSG_PEEK_NOWAIT) == b""
+        except BlockingIOError:
+            return False
+        except OSError:
+            return True
+
+    def _request(self, message_type, parts, timeout=_DEFAULT):
+        """Sends one request and waits for its reply: (type, payload buffer)."""
+        size = sum(p.nbytes if isinstance(p, memoryview) else len(p) for p in parts) \
+            - protocol.HEADER_SIZE
+        if size > self.max_payload:
+            raise BadFrameError("request payload of %d bytes exceeds the maximum of %d"
+                                % (size, self.max_payload))
+        if timeout is _DEFAULT:
+            timeout = self.timeout
+        cond = self._cond
+        for attempt in (1, 2):
+            if self._broken is not None or self._idle_link_closed():
+                with cond:
+                    if self._broken is None and not self._pending and not self._reader_active:
+                        self._break(ConnectionLostError("the daemon closed the connection"))
+                if self.reconnect and not self._closed:
+                    self._resume()
+            pending = _Pending()
+            with cond:
+                if self._closed:
+                    raise ConnectionLostError("the client closed this connection")
+                if self._broken is not None:
+                    raise _copy(self._broken)
+                request_id = self._next_id
+                self._next_id = request_id + 1 if request_id < 0xFFFFFFFF else 1
+                self._pending[request_id] = pending
+                generation = self._io.generation
+            protocol.pack_header(parts[0], message_type, request_id, size)
+            if self._send(parts, generation, request_id, pending):
+                break
+            # Not a byte of it left: the link broke first, so the request surely did not
+            # run. Once more on a new connection.
+            if attempt == 2 or not self.reconnect:
+                raise ConnectionLostError("the connection broke before the request was sent")
+
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with cond:
+            try:
+                while not pending.done:
+                    if deadline is not None and time.monotonic() >= deadline:
+                        raise LabhostTimeoutError("no reply within %g s" % timeout)
+                    if not self._reader_active:
+                        self._reader_active = True
+                        cond.release()
+                        try:
+                            self._read_one(deadline)
+                        finally:
+                            cond.acquire()
+                            self._reader_active = False
+                            cond.notify_all()  # a follower takes over reading
+                        continue
+                    cond.wait(None if deadline is None else max(0.0, deadline - time.monotonic()))
+            except BaseException:  # timeout, or KeyboardInterrupt: its reply will be dropped
+                self._pending.pop(request_id, None)
+                raise
+        if pending.error is not None:
+            raise pending.error
+        return pending.type, pending.payload
+
+    def _send(self, parts, generation, request_id, pending):
+        """Writes a request's frame. True when sent; False when not a byte of it went out
+        (the link had broken: the caller may retry on a new one). A frame partly written
+        breaks the link (the stream is out of step) and raises ConnectionLostError."""
+        io = self._io
+        try:
+            with io.write_lock:
+                if io.generation != generation or pending.done:  # broken since the id was taken
+                    sent = False
+                else:
+                    _send_parts(io.sock, parts)
+                    sent = True
+        except _SendFailed as e:
+            with self._cond:
+                self._pending.pop(request_id, None)
+                if io.generation == generation:
+                    self._break(ConnectionLostError("send failed: %s" % e.cause))
+            if not e.sent_any:
+                return False
+            raise ConnectionLostError("send failed: %s" % e.cause) from None
+        except BaseException:  # KeyboardInterrupt in the middle of a frame
+            with self._cond:
+                self._pending.pop(request_id, None)
+                if io.generation == generation:
+                    self._break(ConnectionLostError("interrupted while sending a request"))
+            raise
+        if not sent:
+            with self._cond:
+                self._pending.pop(request_id, None)
+            return False
+        self._last_sent = time.monotonic()
+        return True
+
+    def _read_one(self, deadline):
+        """As the reader (unlocked): reads one frame and hands it to its waiter. A failure
+        breaks the connection for everyone (the stream is out of step)."""
+        io = self._io
+        try:
+            frame = self._read_frame(io, deadline)
+        except _MidFrameTimeout:
+            with self._cond:
+                self._break(ConnectionLostError("no complete reply in time: the link was dropped"))
+            return
+        except LabhostError as e:
+            with self._cond:
+                self._break(e)
+            return
+        except OSError as e:
+            with self._cond:
+                self._break(ConnectionLostError("receive failed: %s" % e))
+            return
+        except BaseException:
+            if io.rend == -1:  # interrupted inside a large payload
+                with self._cond:
+                    self._break(ConnectionLostError("interrupted while reading a reply"))
+            raise
+        if frame is None:
+            return  # deadline passed between frames: the stream is intact
+        message_type, request_id, payload = frame
+        if request_id == 0 and message_type == protocol.ERROR:
+            # A connection-level error (busy, bad_frame) that the daemon sends just before it
+            # closes the connection.
+            try:
+                error = protocol.error_from(codec.decode(payload, _PAD))
+            except LabhostError as e:
+                error = e
+            with self._cond:
+                self._break(error)
+            return
+        with self._cond:
+            pending = self._pending.pop(request_id, None)
+            if pending is not None:  # replies nobody waits for (timed out) are dropped
+                pending.type = message_type
+                pending.payload = payload
+                pending.done = True
+                self._cond.notify_all()
+
+    def _fill(self, io, deadline):
+        """Reads more bytes into the receive buffer; False when the deadline passed first."""
+        if io.rend == len(io.rbuf):
+            if io.rstart == 0:  # pragma: no cover - frames that large take the other path
+                raise BadFrameError("receive buffer overflow")
+            kept = io.rend - io.rstart
+            io.rbuf[:kept] = io.rbuf[io.rstart:io.rend]
+            io.rstart, io.rend = 0, kept
+        if deadline is not None and not io.readable(deadline - time.monotonic()):
+            return False
+        n = io.sock.recv_into(io.rview[io.rend:])
+        if n == 0:
+            raise ConnectionLostError("the daemon closed the connection")
+        io.rend += n
+        return True
+
+    def _read_frame(self, io, deadline):
+        """(type, request id, payload buffer) of the next frame, or None at the deadline.
+        The payload buffer holds the payload from offset _PAD."""
+        while io.rend - io.rstart < protocol.HEADER_SIZE:
+            if not self._fill(io, deadline):
+                return None
+        message_type, _, request_id, size = protocol.parse_header(
+            io.rview[io.rstart:io.rstart + protocol.HEADER_SIZE], self.max_payload)
+        total = protocol.HEADER_SIZE + size
+        if total <= len(io.rbuf):
+            if io.rstart + total > len(io.rbuf):  # make room at the end
+                kept = io.rend - io.rstart
+                io.rbuf[:kept] = io.rbuf[io.rstart:io.rend]
+                io.rstart, io.rend = 0, kept
+            while io.rend - io.rstart < total:
+                if not self._fill(io, deadline):
+                    return None
+            payload = bytearray(_PAD + size)
+            payload[_PAD:] = io.rview[io.rstart + protocol.HEADER_SIZE:io.rstart + total]
+            io.rstart += total
+            if io.rstart == io.rend:
+                io.rstart = io.rend = 0
+            return message_type, request_id, payload
+        # A large frame: the payload goes straight into its own buffer (numpy arrays share it).
+        payload = bytearray(_PAD + size)
+        view = memoryview(payload)
+        have = io.rend - io.rstart - protocol.HEADER_SIZE
+        view[_PAD:_PAD + have] = io.rview[io.rstart + protocol.HEADER_SIZE:io.rend]
+        got = _PAD + have
+        io.rstart = 0
+        io.rend = -1  # marks "inside a large payload" until it is complete
+        sock = io.sock
+        while got < len(payload):
+            if deadline is not None and not io.readable(deadline - time.monotonic()):
+                raise _MidFrameTimeout()
+            n = sock.recv_into(view[got:])
+            if n == 0:
+                raise ConnectionLostError("the daemon closed the connection")
+            got += n
+        io.rend = 0
+        return message_type, request_id, payload
+
+    def _break(self, error, abortive=True):
+        """Fails every waiting request and wakes the reader. REQUIRES: _cond held.
+
+        `abortive` drops the link as a network failure would (the daemon sees a reset and
+        keeps the session for a resume); otherwise the daemon sees an orderly close."""
+        if self._broken is None:
+            self._broken = error
+        for pending in self._pending.values():
+            pending.error = _copy(self._broken)
+            pending.done = True
+        self._pending.clear()
+        sock = self._io.sock
+        try:
+            if abortive:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+                sock.shutdown(socket.SHUT_RD)
+            else:
+                sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self._cond.notify_all()
+
+    def _resume(self):
+        """Replaces a broken socket by a new one that presents the session token."""
+        with self._connect_lock:
+            with self._cond:
+                if self._closed:
+                    raise ConnectionLostError("the client closed this connection")
+                if self._broken is None:
+                    return self.resumed  # another thread did it
+                if not self._cond.wait_for(lambda: not self._reader_active, timeout=10.0):
+                    raise ConnectionLostError("the reader of the broken connection did not stop")
+                token = self._welcome["session_token"]
+            sock, welcome = self._open(token)
+            with self._cond:
+                if self._closed:
+                    sock.close()
+                    raise ConnectionLostError("the client closed this connection")
+                io = self._io
+                with io.write_lock:
+                    old = io.sock
+                    io.attach(sock)
+                    io.goodbye_sent = False
+                try:
+                    old.close()
+                except OSError:
+                    pass
+                self._welcome = welcome
+                self._broken = None
+                self._last_sent = time.monotonic()
+            if not welcome.get("resumed"):
+                log.warning("labhost: %s: the session could not be resumed (the daemon restarted "
+                            "or the lease ran out); a new one was opened, without earlier locks",
+                            self.address)
+            return bool(welcome.get("resumed"))
+
+    def _open(self, token):
+        """Connects and says hello, before anyone else may use the socket."""
+        where = "%s:%d" % (self.host, self.port)
+        try:
+            sock = socket.create_connection((self.host, self.port), timeout=self.connect_timeout)
+        except OSError as e:
+            raise ConnectionLostError("cannot connect to %s: %s" % (where, e)) from None
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.sendall(protocol.frame_bytes(
+                protocol.HELLO, 1, protocol.hello(self.client_name, os.getpid(), token)))
+            header = self._recv_exact(sock, protocol.HEADER_SIZE)
+            message_type, _, _, size = protocol.parse_header(header, self.max_payload)
+            payload = self._recv_exact(sock, size)
+            value = codec.decode(payload)
+            if message_type == protocol.ERROR:
+                raise protocol.error_from(value)
+            if message_type == protocol.CHALLENGE:
+                raise AuthFailedError("daemon at %s requires a shared secret; this version of the "
+                                      "Python client cannot authenticate" % where)
+            if message_type != protocol.WELCOME:
+                raise BadMessageError("expected welcome, got %s" % protocol.MESSAGE_NAMES[message_type])
+            welcome = protocol.parse_welcome(value)
+            sock.settimeout(None)
+            return sock, welcome
+        except socket.timeout:
+            sock.close()
+            raise ConnectionLostError("no welcome from %s within %g s" % (where, self.connect_timeout)) from None
+        except OSError as e:
+            sock.close()
+            raise ConnectionLostError("hello to %s failed: %s" % (where, e)) from None
+        except BaseException:
+            sock.close()
+            raise
+
+    @staticmethod
+    def _recv_exact(sock, size):
+        data = bytearray(size)
+        view = memoryview(data)
+        got = 0
+        while got < size:
+            n = sock.recv_into(view[got:])
+            if n == 0:
+                raise ConnectionLostError("the daemon closed the connection")
+            got += n
+        return data
+
+    def _beat(self):
+        """One heartbeat: a ping when nothing was sent for a period; a reconnect when broken."""
+        if self._closed:
+            return
+        if self._broken is not None:
+            if self.reconnect:
+                self._resume()
+            return
+        if time.monotonic() - self._last_sent >= self._heartbeat_period() * 0.9:
+            self._expect(self._request_value(protocol.PING, None, None), protocol.PONG)
+
+    def _heartbeat_period(self):
+        return max(self.lease / 3.0, 0.01)
+
+
+def _heartbeat_loop(ref, stop):
+    """The heartbeat thread. Holds the connection only while beating, so an unreferenced
+    connection is still collected (and closed)."""
+    while True:
+        conn = ref()
+        if conn is None:
+            return
+        period = conn._heartbeat_period()
+        del conn
+        if stop.wait(period):
+            return
+        conn = ref()
+        if conn is None:
+            return
+        try:
+            conn._beat()
+        except (LabhostError, OSError) as e:  # the next beat retries
+            log.debug("labhost heartbeat: %s", e)
+        finally:
+            del conn

@@ -1,0 +1,254 @@
+"""The codec, frames, errors and addresses, without a daemon: exact bytes as in
+core/include/labhost/value_codec.h and core/protocol/frame.h, and hostile input refused."""
+
+import array
+import struct
+
+import numpy as np
+import pytest
+
+import labhost
+from labhost import codec, protocol
+from labhost.errors import make_error
+
+
+@pytest.mark.parametrize("value, hex_bytes", [
+    (None, "00"),
+    (False, "0100"),
+    (True, "0101"),
+    (1, "020100000000000000"),
+    (-2, "02feffffffffffffff"),
+    (2 ** 63 - 1, "02ffffffffffffff7f"),
+    (-2 ** 63, "020000000000000080"),
+    (1.5, "03000000000000f83f"),
+    ("hé", "040300000068c3a9"),
+    (b"\x00\xff", "050200000000ff"),
+    ([1, None], "0602000000020100000000000000" + "00"),
+    ({"a": True}, "07010000000100000061" + "0101"),
+    ([], "0600000000"),
+    ({}, "0700000000"),
+])
+def test_plain_values_encode_to_the_documented_bytes(value, hex_bytes):
+    assert codec.encode(value).hex() == hex_bytes
+    assert codec.decode(bytes.fromhex(hex_bytes)) == value
+
+
+def test_tuples_and_bytearrays_travel_as_lists_and_bytes():
+    assert codec.decode(codec.encode((1, (2, 3)))) == [1, [2, 3]]
+    assert codec.decode(codec.encode(bytearray(b"ab"))) == b"ab"
+
+
+def test_map_order_is_kept():
+    value = {"z": 1, "a": 2, "m": 3}
+    assert list(codec.decode(codec.encode(value))) == ["z", "a", "m"]
+
+
+def test_typed_arrays_encode_with_element_type_count_and_raw_data():
+    data = codec.encode(np.array([1, 2], dtype=np.uint16))
+    assert data.hex() == "0809" + "02000000" + "0100" + "0200"
+    assert codec.encode(array.array("d", [1.0])).hex() == "0801" + "01000000" + "000000000000f03f"
+    for code, (name, size, typecode, dtype) in codec.ELEMENT_TYPES.items():
+        a = np.arange(5).astype(dtype)
+        encoded = codec.encode(a)
+        assert encoded[:6] == struct.pack("<BBI", 8, code, 5), name
+        assert encoded[6:] == a.astype(dtype).tobytes()
+        back = codec.decode(encoded)
+        assert back.dtype == np.dtype(dtype) and back.tolist() == [0, 1, 2, 3, 4]
+        mv = codec.decode(encoded, arrays="memoryview")
+        assert mv.format == typecode and mv.tolist() == [0, 1, 2, 3, 4]
+        arr = codec.decode(encoded, arrays="array")
+        assert arr.typecode == typecode and arr.tolist() == [0, 1, 2, 3, 4]
+
+
+def test_numpy_arrays_are_sent_flattened_in_c_order_and_little_endian():
+    a = np.arange(6, dtype=">i4").reshape(2, 3)
+    assert codec.decode(codec.encode(a)).tolist() == [0, 1, 2, 3, 4, 5]
+    fortran = np.asfortranarray(np.arange(6, dtype=np.float64).reshape(2, 3))
+    assert codec.decode(codec.encode(fortran)).tolist() == [0, 1, 2, 3, 4, 5]
+    strided = np.arange(10, dtype=np.int16)[::2]
+    assert codec.decode(codec.encode(strided)).tolist() == [0, 2, 4, 6, 8]
+
+
+def test_numpy_scalars_travel_as_python_numbers():
+    assert codec.decode(codec.encode(np.float32(1.5))) == 1.5
+    assert codec.decode(codec.encode(np.int16(-3))) == -3
+    assert codec.decode(codec.encode(np.bool_(True))) is True
+
+
+def test_received_arrays_share_the_buffer():
+    payload = bytearray(codec.encode(np.arange(4, dtype=np.float64)))
+    a = codec.decode(payload)
+    payload[6:14] = struct.pack("<d", 42.0)  # the first element, in place
+    assert a[0] == 42.0
+
+
+def test_large_buffers_are_kept_out_of_line():
+    big = np.zeros(1 << 16, dtype=np.float64)
+    parts = codec.encode_into(bytearray(), [b"x", big])
+    assert any(isinstance(p, memoryview) and p.nbytes == big.nbytes for p in parts)
+    assert np.array_equal(codec.decode(b"".join(parts))[1], big)
+
+
+@pytest.mark.parametrize("value, error, words", [
+    (2 ** 63, OverflowError, "int64"),
+    (-2 ** 63 - 1, OverflowError, "int64"),
+    (np.zeros(2, dtype=bool), TypeError, "bool"),
+    (np.zeros(2, dtype=np.complex128), TypeError, "complex128"),
+    (np.zeros(2, dtype=np.float16), TypeError, "float16"),
+    (array.array("u", "ab"), TypeError, "'u'"),
+    ({1: 2}, TypeError, "keys must be str"),
+    (object(), TypeError, "object"),
+    ({1, 2}, TypeError, "set"),
+])
+def test_values_that_cannot_travel_are_refused_by_name(value, error, words):
+    with pytest.raises(error) as e:
+        codec.encode(value)
+    assert words in str(e.value)
+
+
+def test_nesting_is_limited_both_ways():
+    deep = []
+    for _ in range(70):
+        deep = [deep]
+    with pytest.raises(ValueError, match="nested deeper"):
+        codec.encode(deep)
+    loop = []
+    loop.append(loop)
+    with pytest.raises(ValueError):
+        codec.encode(loop)
+    # As the C++ decoder: a list or map at depth 64 (the 65th level) is refused.
+    level = bytes([codec.LIST, 1, 0, 0, 0])
+    with pytest.raises(labhost.BadFrameError, match="nested too deeply at byte 320"):
+        codec.decode(level * 65 + bytes([codec.NULL]))
+    assert codec.decode(level * 64 + bytes([codec.NULL])) is not None
+    nested = None
+    for _ in range(64):
+        nested = [nested]
+    assert codec.decode(codec.encode(nested)) == nested
+    with pytest.raises(ValueError):
+        codec.encode([nested])
+
+
+@pytest.mark.parametrize("hex_bytes, words", [
+    ("", "truncated value at byte 0"),
+    ("09", "unknown value tag at byte 0"),
+    ("0102", "bool byte is neither 0 nor 1 at byte 1"),
+    ("0201", "truncated"),
+    ("04ffffffff", "truncated"),                  # a 4 GiB string in 5 bytes
+    ("05ffffff7f00", "truncated"),
+    ("06ffffffff00", "truncated"),                # 4 billion entries, never allocated
+    ("07ffffff0f" + "00" * 16, "truncated"),
+    ("040200000061", "truncated"),               # 2 bytes said, 1 given
+    ("0402000000c328", "not valid UTF-8"),
+    ("0403000000eda080", "not valid UTF-8"),      # a surrogate
+    ("0402000000c0af", "not valid UTF-8"),        # an overlong
+    ("080b01000000", "unknown typed-array element type"),
+    ("0801ffffffff" + "00" * 8, "truncated"),
+    ("0000", "bytes left after the value at byte 1"),
+    ("0701000000050000006b6579", "truncated"),
+])
+def test_hostile_payloads_are_bad_frame_errors(hex_bytes, words):
+    with pytest.raises(labhost.BadFrameError) as e:
+        codec.decode(bytes.fromhex(hex_bytes))
+    assert words in e.value.message
+
+
+def test_item_count_is_limited():
+    data = bytes([codec.LIST]) + struct.pack("<I", 10) + bytes(10)
+    with pytest.raises(labhost.BadFrameError, match="too many entries"):
+        codec.decode(data, max_items=5)
+    assert codec.decode(data, max_items=10) == [None] * 10
+
+
+def test_every_truncation_of_a_valid_payload_is_refused():
+    value = {"a": [1, 2.5, "x", b"y", None, True, {"b": np.arange(3, dtype=np.int32)}]}
+    data = codec.encode(value)
+    for cut in range(len(data)):
+        with pytest.raises(labhost.BadFrameError):
+            codec.decode(data[:cut])
+
+
+def test_frame_header_layout():
+    frame = protocol.frame_bytes(protocol.CALL, 0x01020304, None)
+    assert frame.hex() == "4c485354" + "01" + "03" + "0000" + "04030201" + "01000000" + "00"
+    assert protocol.parse_header(frame[:16]) == (protocol.CALL, 0, 0x01020304, 1)
+
+
+@pytest.mark.parametrize("header, error, words", [
+    (b"XHST" + bytes(12), labhost.BadFrameError, "bad magic"),
+    (b"LHST\x02\x04" + bytes(10), labhost.UnsupportedVersionError, "frame version 2"),
+    (b"LHST\x01\x10" + bytes(10), labhost.BadFrameError, "unknown message type 16"),
+    (b"LHST\x01\x04" + bytes(6) + struct.pack("<I", (64 << 20) + 1), labhost.BadFrameError,
+     "exceeds the maximum"),
+])
+def test_bad_headers_are_refused_before_any_allocation(header, error, words):
+    with pytest.raises(error, match=words):
+        protocol.parse_header(header)
+
+
+def test_call_prefix_matches_a_whole_call_message():
+    prefix = protocol.call_prefix("laser", "set_wavelength")
+    whole = codec.encode({"service": "laser", "method": "set_wavelength", "args": [1.5], "kwargs": {}})
+    assert whole == prefix + codec.encode([1.5]) + protocol.KWARGS_KEY + protocol.EMPTY_MAP
+
+
+def test_every_error_code_has_its_class():
+    expected = {
+        1: "BadFrameError", 2: "UnsupportedVersionError", 3: "NoSuchServiceError",
+        4: "NoSuchMethodError", 5: "BadArgumentsError", 6: "DriverError",
+        7: "ServiceUnavailableError", 8: "BusyError", 9: "LabhostTimeoutError",
+        10: "ShuttingDownError", 11: "InternalError", 12: "BadMessageError", 20: "LockedError",
+        21: "NotLockOwnerError", 22: "NotLockableError", 23: "LockedOutError",
+        24: "NoSuchSessionError", 30: "AuthFailedError", 31: "NotAuthorisedError",
+        40: "NameTakenError", 41: "NoSuchNameError", 100: "ConnectionLostError",
+        101: "BadAddressError",
+    }
+    for code, class_name in expected.items():
+        cls = getattr(labhost, class_name)
+        assert issubclass(cls, labhost.LabhostError)
+        assert cls.code == code and labhost.error_class(code) is cls
+        e = make_error(code, "why")
+        assert type(e) is cls and e.message == "why" and str(e) == "%s: why" % cls.name
+    unknown = make_error(77, "later", "future_error")
+    assert type(unknown) is labhost.LabhostError and unknown.code == 77 and unknown.name == "future_error"
+    assert issubclass(labhost.LabhostTimeoutError, TimeoutError)
+    assert issubclass(labhost.ConnectionLostError, ConnectionError)
+
+
+@pytest.mark.parametrize("text, host, port, service", [
+    ("lab://127.0.0.1:7701/laser", "127.0.0.1", 7701, "laser"),
+    ("lab://127.0.0.1:7701", "127.0.0.1", 7701, ""),
+    ("localhost:1/x", "localhost", 1, "x"),
+    ("lab://[::1]:65535/cam", "::1", 65535, "cam"),
+])
+def test_addresses_parse(text, host, port, service):
+    a = labhost.parse_address(text)
+    assert (a.host, a.port, a.service) == (host, port, service)
+    assert labhost.parse_address(str(a)) == a
+
+
+@pytest.mark.parametrize("text", [
+    "lab://127.0.0.1", "lab://127.0.0.1:0/x", "lab://127.0.0.1:65536", "lab://h:7701/",
+    "lab://h:7701/a/b", "lab://[::1/x", ":7701", "lab://h:77a1", "lab://h:７７０１",
+])
+def test_bad_addresses_are_bad_address_errors(text):
+    with pytest.raises(labhost.BadAddressError):
+        labhost.connect(text)
+
+
+def test_random_corruptions_are_bad_frame_errors_or_values_never_crashes():
+    import random
+    rng = random.Random(1234)
+    value = {"list": [1, -2.5, "text", b"raw", None, False, [{"deep": [[]]}]],
+             "array": np.arange(7, dtype=np.uint16), "map": {"k": "v"}}
+    data = codec.encode(value)
+    for _ in range(3000):  # bounded: a fixed count of seeded mutations
+        mutated = bytearray(data)
+        for _ in range(rng.randint(1, 4)):
+            mutated[rng.randrange(len(mutated))] = rng.randrange(256)
+        if rng.random() < 0.3:
+            del mutated[rng.randrange(len(mutated)):]
+        try:
+            codec.decode(bytes(mutated))
+        except labhost.BadFrameError:
+            pass

@@ -1,0 +1,231 @@
+"""The client against a scripted fake daemon that answers with malformed frames: every
+problem is a typed error, nothing is allocated from an untrusted length, nothing hangs."""
+
+import socket
+import struct
+import threading
+
+import pytest
+
+import labhost
+from labhost import codec, protocol
+
+
+def frame(message_type, request_id, payload_bytes, magic=b"LHST", version=1, size=None):
+    size = len(payload_bytes) if size is None else size
+    return struct.pack("<4sBBHII", magic, version, message_type, 0, request_id, size) + payload_bytes
+
+
+class CloseAfter(bytes):
+    """A reply after which the fake daemon closes the connection."""
+
+
+def result(request_id, value):
+    return frame(protocol.RESULT, request_id, codec.encode(value))
+
+
+class FakeDaemon:
+    """Accepts connections; answers hello with a welcome (no lease: no heartbeats), then
+    answers each later request with script(request_id, request) -> bytes (or None: close)."""
+
+    def __init__(self, script, answer_hello=None):
+        self.script = script
+        self.answer_hello = answer_hello  # hello's request id -> bytes, instead of a welcome
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.connections = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            self.connections.append(conn)
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    @staticmethod
+    def _read_frame(conn):
+        data = b""
+        while len(data) < 16:
+            chunk = conn.recv(16 - len(data))
+            if not chunk:
+                return None
+            data += chunk
+        message_type, _, request_id, size = protocol.parse_header(data)
+        payload = b""
+        while len(payload) < size:
+            chunk = conn.recv(size - len(payload))
+            if not chunk:
+                return None
+            payload += chunk
+        return message_type, request_id, codec.decode(payload)
+
+    def _serve(self, conn):
+        try:
+            hello = self._read_frame(conn)
+            if self.answer_hello is not None:
+                conn.sendall(self.answer_hello(hello[1]))
+                return
+            welcome = {"version": 1, "session_token": "f" * 32, "daemon": "fake",
+                       "server_version": "0", "lease_ms": 0, "resumed": False}
+            conn.sendall(frame(protocol.WELCOME, hello[1], codec.encode(welcome)))
+            while True:
+                request = self._read_frame(conn)
+                if request is None or request[0] == protocol.GOODBYE:
+                    break
+                reply = self.script(request[1], request[2])
+                if reply is None:
+                    break
+                conn.sendall(reply)
+                if isinstance(reply, CloseAfter):
+                    break
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+    def close(self):
+        self.listener.close()
+        for c in self.connections:
+            c.close()
+
+
+@pytest.fixture
+def fake():
+    daemons = []
+
+    def start(script, answer_hello=None):
+        d = FakeDaemon(script, answer_hello)
+        daemons.append(d)
+        return d
+
+    yield start
+    for d in daemons:
+        d.close()
+
+
+def connection_to(d, **options):
+    options.setdefault("timeout", 30)
+    return labhost.Connection("127.0.0.1", d.port, client_name="hostile@test", **options)
+
+
+def test_a_reply_with_bad_magic_breaks_the_connection(fake):
+    d = fake(lambda rid, req: frame(protocol.RESULT, rid, b"\x00", magic=b"HTTP"))
+    with connection_to(d, reconnect=False) as c:
+        with pytest.raises(labhost.BadFrameError, match="bad magic"):
+            c.call("x", "y")
+        with pytest.raises(labhost.BadFrameError):  # broken for good without reconnect
+            c.call("x", "y")
+
+
+def test_a_huge_payload_length_is_refused_before_allocating(fake):
+    d = fake(lambda rid, req: frame(protocol.RESULT, rid, b"", size=0xFFFFFFF0))
+    with connection_to(d, reconnect=False) as c:
+        with pytest.raises(labhost.BadFrameError, match="4294967280 bytes exceeds the maximum of 67108864"):
+            c.call("x", "y")
+
+
+def test_another_version_in_a_reply_is_unsupported_version(fake):
+    d = fake(lambda rid, req: frame(protocol.RESULT, rid, b"\x00", version=2))
+    with connection_to(d, reconnect=False) as c:
+        with pytest.raises(labhost.UnsupportedVersionError, match="frame version 2"):
+            c.call("x", "y")
+
+
+def test_a_payload_that_does_not_decode_fails_only_its_request(fake):
+    def script(rid, req):
+        if req["method"] == "garbage":
+            return frame(protocol.RESULT, rid, b"\x09")
+        return result(rid, req["args"])
+
+    with connection_to(fake(script)) as c:
+        with pytest.raises(labhost.BadFrameError, match="payload: unknown value tag at byte 0"):
+            c.call("x", "garbage")
+        assert c.call("x", "fine", [1, 2]) == [1, 2]  # the stream stayed in step
+
+
+def test_replies_for_unknown_request_ids_are_dropped(fake):
+    d = fake(lambda rid, req: result(rid + 1000, "stray") + result(rid, "mine"))
+    with connection_to(d) as c:
+        assert c.call("x", "y") == "mine"
+        assert c.call("x", "y") == "mine"
+
+
+def test_a_connection_level_error_fails_the_requests_in_flight(fake):
+    error = codec.encode({"code": 8, "name": "busy", "message": "too many requests"})
+    d = fake(lambda rid, req: frame(protocol.ERROR, 0, error))
+    with connection_to(d, reconnect=False) as c:
+        with pytest.raises(labhost.BusyError, match="too many requests"):
+            c.call("x", "y")
+
+
+def test_an_unexpected_message_type_is_bad_message(fake):
+    d = fake(lambda rid, req: frame(protocol.PONG, rid, b"\x00"))
+    with connection_to(d) as c:
+        with pytest.raises(labhost.BadMessageError, match="expected result, got pong"):
+            c.call("x", "y")
+
+
+def test_an_error_payload_of_the_wrong_shape_is_bad_message(fake):
+    d = fake(lambda rid, req: frame(protocol.ERROR, rid, codec.encode(["not", "a", "map"])))
+    with connection_to(d) as c:
+        with pytest.raises(labhost.BadMessageError):
+            c.call("x", "y")
+
+
+def test_an_unknown_error_code_keeps_its_code_and_name(fake):
+    error = codec.encode({"code": 77, "name": "future_error", "message": "from a newer daemon"})
+    d = fake(lambda rid, req: frame(protocol.ERROR, rid, error))
+    with connection_to(d) as c:
+        with pytest.raises(labhost.LabhostError) as e:
+            c.call("x", "y")
+        assert type(e.value) is labhost.LabhostError
+        assert (e.value.code, e.value.name, e.value.message) == (77, "future_error", "from a newer daemon")
+
+
+def test_a_daemon_that_closes_mid_reply_is_connection_lost(fake):
+    d = fake(lambda rid, req: CloseAfter(frame(protocol.RESULT, rid, b"", size=100)[:20]))
+    with connection_to(d, reconnect=False) as c:
+        with pytest.raises(labhost.ConnectionLostError, match="closed the connection"):
+            c.call("x", "y")
+    big = codec.encode(bytes(1 << 20))  # the same inside a large payload (read in place)
+    d = fake(lambda rid, req: CloseAfter(frame(protocol.RESULT, rid, big)[:5000]))
+    with connection_to(d) as c:
+        with pytest.raises(labhost.ConnectionLostError, match="closed the connection"):
+            c.call("x", "y")
+
+
+def test_a_reply_that_never_comes_times_out_without_hanging(fake):
+    gate = threading.Event()
+
+    def script(rid, req):
+        gate.wait(30)
+        return result(rid, "late")
+
+    with connection_to(fake(script), timeout=0.2) as c:
+        with pytest.raises(labhost.LabhostTimeoutError):
+            c.call("x", "y")
+        gate.set()
+        assert c.call("x", "y", timeout=30) == "late"  # the first late reply was dropped
+
+
+def test_a_daemon_that_requires_a_secret_is_auth_failed(fake):
+    challenge = codec.encode({"server_nonce": bytes(16), "server_proof": bytes(32)})
+    d = fake(None, answer_hello=lambda rid: frame(protocol.CHALLENGE, rid, challenge))
+    with pytest.raises(labhost.AuthFailedError, match="requires a shared secret"):
+        connection_to(d)
+
+
+def test_a_refused_hello_raises_the_daemons_error(fake):
+    error = codec.encode({"code": 2, "name": "unsupported_version", "message": "speaks 7 only"})
+    d = fake(None, answer_hello=lambda rid: frame(protocol.ERROR, rid, error))
+    with pytest.raises(labhost.UnsupportedVersionError, match="speaks 7 only"):
+        connection_to(d)
+    d = fake(None, answer_hello=lambda rid: frame(protocol.RESULT, rid, b"\x00"))
+    with pytest.raises(labhost.BadMessageError, match="expected welcome, got result"):
+        connection_to(d)
+    d = fake(None, answer_hello=lambda rid: frame(protocol.WELCOME, rid, codec.encode({"version": 1})))
+    with pytest.raises(labhost.BadMessageError, match="welcome.session_token"):
+        connection_to(d)
