@@ -136,6 +136,8 @@ struct client::impl {
   std::optional<error> broken;  // set once the connection is unusable
   std::uint32_t next_id = 1;
   std::atomic<bool> closing_requested{false};  // close() was called: never reconnect
+  std::atomic<std::uint64_t> generation{0};    // bumped (under write_mutex) when fd is replaced
+  std::atomic<std::int64_t> lease_ms{0};       // the current welcome's lease, for heartbeats
 
   /// A connection that broke can be replaced; one that the daemon refused (busy) or that
   /// this client closed cannot.
@@ -163,7 +165,7 @@ struct client::impl {
   void heartbeat_loop() {
     std::unique_lock lock(heartbeat_mutex);
     while (!closing) {
-      auto period = std::max(std::chrono::milliseconds(welcome.lease_ms / 3), std::chrono::milliseconds(10));
+      auto period = std::max(std::chrono::milliseconds(lease_ms.load() / 3), std::chrono::milliseconds(10));
       if (heartbeat_wake.wait_for(lock, period, [&] { return closing; })) break;
       lock.unlock();
       try {
@@ -248,14 +250,21 @@ struct client::impl {
       std::lock_guard write_lock(write_mutex);
       ::close(fd);
       fd = new_fd;
+      generation.fetch_add(1);
     }
     welcome = std::move(new_welcome);
+    lease_ms = welcome.lease_ms;
     broken.reset();
     return welcome.resumed;
   }
 
-  void write_all(const std::vector<std::uint8_t>& frame) {
+  /// Writes a frame on the connection of `expected_generation`: a request registered before
+  /// the connection was replaced must not run on the new one behind its caller's back (the
+  /// caller was already told connection_lost).
+  void write_all(const std::vector<std::uint8_t>& frame, std::uint64_t expected_generation) {
     std::lock_guard lock(write_mutex);
+    if (generation.load() != expected_generation)
+      fail(errc::connection_lost, "the connection was replaced before this request was sent");
     send_on(fd, frame);
   }
 
@@ -270,14 +279,18 @@ struct client::impl {
   }
 
   std::optional<error> read_exact(std::uint8_t* data, std::size_t size,
-                                  std::optional<std::chrono::steady_clock::time_point> deadline) {
-    return read_exact_on(fd, data, size, deadline);
+                                  std::optional<std::chrono::steady_clock::time_point> deadline,
+                                  std::size_t* read_so_far = nullptr) {
+    return read_exact_on(fd, data, size, deadline, read_so_far);
   }
 
   /// Reads exactly `size` bytes; waits at most until `deadline` when it is set.
   static std::optional<error> read_exact_on(int fd, std::uint8_t* data, std::size_t size,
-                                            std::optional<std::chrono::steady_clock::time_point> deadline) {
-    std::size_t got = 0;
+                                            std::optional<std::chrono::steady_clock::time_point> deadline,
+                                            std::size_t* read_so_far = nullptr) {
+    std::size_t local_count = 0;
+    std::size_t& got = read_so_far ? *read_so_far : local_count;
+    got = 0;
     while (got < size) {
       if (deadline) {
         auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -304,9 +317,11 @@ struct client::impl {
                                 bool& timed_out) {
     std::array<std::uint8_t, protocol::header_size> header_bytes;
     timed_out = false;
-    if (auto e = read_exact(header_bytes.data(), header_bytes.size(), deadline)) {
-      // A timeout before any byte of a frame leaves the stream intact.
-      if (e->code == errc::timeout) timed_out = true;
+    std::size_t header_read = 0;
+    if (auto e = read_exact(header_bytes.data(), header_bytes.size(), deadline, &header_read)) {
+      // A timeout before any byte of a frame leaves the stream intact; one inside a header
+      // does not (the rest of the frame would be taken for a new one).
+      if (e->code == errc::timeout && header_read == 0) timed_out = true;
       return e;
     }
     auto header = protocol::parse_header(header_bytes, options.max_frame_bytes);
@@ -356,15 +371,17 @@ struct client::impl {
     if (options.reconnect && closing_requested == false && is_broken() && reconnectable()) resume_session();
     auto reply = std::make_shared<pending_reply>();
     std::uint32_t id;
+    std::uint64_t sent_on;
     {
       std::lock_guard lock(state_mutex);
       if (broken) fail(broken->code, broken->message);
       id = next_id++;
       if (next_id == 0) next_id = 1;
       pending[id] = reply;
+      sent_on = generation.load();
     }
     try {
-      write_all(protocol::encode_frame(type, id, payload));
+      write_all(protocol::encode_frame(type, id, payload), sent_on);
     } catch (const remote_error& e) {
       std::lock_guard lock(state_mutex);
       break_connection(e.get());
@@ -465,6 +482,7 @@ std::shared_ptr<client> client::connect(const std::string& host, std::uint16_t p
   auto [fd, welcome] = i->open_connection("");
   i->fd = fd;
   i->welcome = std::move(welcome);
+  i->lease_ms = i->welcome.lease_ms;
   if (options.heartbeats && i->welcome.lease_ms > 0)
     i->heartbeat_thread = std::thread([raw = i.get()] { raw->heartbeat_loop(); });
   return std::make_shared<client>(std::move(i));
@@ -498,10 +516,16 @@ std::chrono::microseconds client::ping() {
   return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - start);
 }
 
-const std::string& client::session_token() const noexcept { return impl_->welcome.session_token; }
-const std::string& client::daemon_name() const noexcept { return impl_->welcome.daemon; }
+std::string client::session_token() const {
+  std::lock_guard lock(impl_->state_mutex);
+  return impl_->welcome.session_token;
+}
+std::string client::daemon_name() const {
+  std::lock_guard lock(impl_->state_mutex);
+  return impl_->welcome.daemon;
+}
 std::chrono::milliseconds client::lease() const noexcept {
-  return std::chrono::milliseconds(impl_->welcome.lease_ms);
+  return std::chrono::milliseconds(impl_->lease_ms.load());
 }
 
 namespace {
@@ -555,7 +579,7 @@ void client::close() {
   std::lock_guard lock(impl_->state_mutex);
   if (impl_->broken) return;
   try {
-    impl_->write_all(protocol::encode_frame(message_type::goodbye, 0, nullptr));
+    impl_->write_all(protocol::encode_frame(message_type::goodbye, 0, nullptr), impl_->generation.load());
   } catch (const remote_error&) {
     // already gone: nothing to say goodbye to
   }

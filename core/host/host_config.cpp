@@ -179,6 +179,8 @@ daemon_config parse_daemon(const std::string& path, const std::string& name, con
                            const std::filesystem::path& plugin_dir, const std::filesystem::path& base) {
   if (!is_plain_name(name))
     throw config_error(path + ": daemon names use letters, digits, _ and - only");
+  if (name == "nameserver")
+    throw config_error(path + ": \"nameserver\" names the host's nameserver; choose another daemon name");
   object_reader r(v, path);
   daemon_config d;
   d.name = name;

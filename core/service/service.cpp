@@ -41,8 +41,11 @@ bool service::try_open() {
   auto created = library_->create(config_.params);
   std::lock_guard lock(state_mutex_);
   if (!created) {
-    state_ = state::waiting;
-    reason_ = "instrument did not open: " + created.err().to_string();
+    // Parameters that do not fit are a host.json mistake, not an instrument switched off:
+    // retrying cannot help.
+    bool config_problem = created.err().code == errc::bad_arguments;
+    state_ = config_problem ? state::unavailable : state::waiting;
+    reason_ = (config_problem ? "bad parameters: " : "instrument did not open: ") + created.err().to_string();
     return false;
   }
   single_ = std::move(*created);

@@ -62,21 +62,27 @@ bool is_keyword(const std::string& arg, std::string& name, std::string& rest) {
   return true;
 }
 
-std::shared_ptr<client> open_client(const service_address& address, const command_line& cl) {
+/// Client options from the command line (--client-name, --timeout, --secret-file).
+client_options options_from(const command_line& cl) {
   client_options options;
   options.client_name = cl.get("client-name", "");
-  if (auto file = cl.get("secret-file")) {
-    std::ifstream in(*file);
-    if (!in || !std::getline(in, options.secret)) throw usage_error("cannot read " + *file);
-    while (!options.secret.empty() && (options.secret.back() == '\r' || options.secret.back() == ' '))
-      options.secret.pop_back();
-  }
   if (auto t = cl.get("timeout")) {
     double seconds = std::stod(*t);
     if (seconds < 0) throw usage_error("--timeout must not be negative");
     options.timeout = std::chrono::milliseconds(static_cast<long long>(seconds * 1000));
   }
-  return client::connect(address.host, address.port, options);
+  if (auto file = cl.get("secret-file")) {
+    std::ifstream in(*file);
+    if (!in || !std::getline(in, options.secret)) throw usage_error("cannot read " + *file);
+    auto first = options.secret.find_first_not_of(" \t\r");
+    auto last = options.secret.find_last_not_of(" \t\r");
+    options.secret = first == std::string::npos ? "" : options.secret.substr(first, last - first + 1);
+  }
+  return options;
+}
+
+std::shared_ptr<client> open_client(const service_address& address, const command_line& cl) {
+  return client::connect(address.host, address.port, options_from(cl));
 }
 
 std::string format_since(double unix_seconds) {
@@ -148,7 +154,7 @@ service_address resolve(const std::string& word, const command_line& cl) {
   if (looks_like_address) return service_address::parse(word);
   std::string nameserver = cl.get("ns", default_nameserver());
   try {
-    return resolve_name(word, nameserver);
+    return resolve_name(word, nameserver, options_from(cl));
   } catch (const remote_error& e) {
     if (e.code() != errc::connection_lost) throw;
     throw remote_error(error{errc::connection_lost, "cannot reach the nameserver " + nameserver +
@@ -158,7 +164,7 @@ service_address resolve(const std::string& word, const command_line& cl) {
 
 int list_registered(const command_line& cl) {
   const auto& words = cl.positional();
-  auto names = list_names(cl.get("ns", ""), words.empty() ? "" : words[0]);
+  auto names = list_names(cl.get("ns", ""), words.empty() ? "" : words[0], options_from(cl));
   if (cl.flag("json")) {
     list all;
     for (const auto& n : names)

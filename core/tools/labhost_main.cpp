@@ -43,7 +43,20 @@ constexpr const char* usage_text =
     "  check   [--config FILE]                   validate host.json and exit\n"
     "  plugins [--dir DIR] [--json]              describe every plugin file in a folder\n"
     "  version                                   print the version\n"
-    "FILE defaults to ./host.json; DIR to the plugin_dir of ./host.json, else ./plugins.\n";
+    "FILE defaults to ./host.json, else the installed host.json; DIR to the plugin_dir of\n"
+    "./host.json, else ./plugins.\n";
+
+/// --config, else ./host.json, else the installed host.json (so that on a lab PC
+/// `labhost ps` works from any folder).
+std::string config_file(const command_line& cl) {
+  if (auto given = cl.get("config")) return *given;
+  std::error_code ec;
+  if (std::filesystem::exists("host.json", ec)) return "host.json";
+#ifdef LABHOST_DEFAULT_CONFIG
+  if (std::filesystem::exists(LABHOST_DEFAULT_CONFIG, ec)) return LABHOST_DEFAULT_CONFIG;
+#endif
+  return "host.json";
+}
 
 logging::severity log_level(const command_line& cl) {
   return logging::parse_severity(cl.get("log-level", "info"));
@@ -53,7 +66,7 @@ int run_daemon(const command_line& cl) {
   auto name = cl.get("name");
   if (!name) throw usage_error("labhost daemon needs --name NAME");
   logging::init("daemon " + *name, log_level(cl));
-  auto config = host::load_host_config(cl.get("config", "host.json"));
+  auto config = host::load_host_config(config_file(cl));
   const host::daemon_config* d = config.find_daemon(*name);
   if (d == nullptr) {
     std::string known;
@@ -70,13 +83,15 @@ int run_daemon(const command_line& cl) {
 
 int run_up(const command_line& cl) {
   std::string level = cl.get("log-level", "");
-  logging::init("supervisor", level.empty() ? logging::severity::info : logging::parse_severity(level));
-  return host::run_supervisor(cl.get("config", "host.json"), level);
+  const std::string config = config_file(cl);
+  if (level.empty()) level = host::load_host_config(config).logging.level;  // host.json's level
+  logging::init("supervisor", logging::parse_severity(level));
+  return host::run_supervisor(config, cl.get("log-level", ""));
 }
 
 /// `labhost ps`: the supervisor's view of each daemon, and each daemon's view of its services.
 int run_ps(const command_line& cl) {
-  const std::string config = cl.get("config", "host.json");
+  const std::string config = config_file(cl);
   auto reply = boost::json::parse(host::control_request(config, "ps")).as_object();
   std::string host_secret;  // to ask daemons that require one about their services
   try {
@@ -144,7 +159,7 @@ int run_ps(const command_line& cl) {
 }
 
 int run_control(const std::string& command, const command_line& cl) {
-  std::string reply = host::control_request(cl.get("config", "host.json"), command);
+  std::string reply = host::control_request(config_file(cl), command);
   auto parsed = boost::json::parse(reply).as_object();
   if (!parsed["ok"].as_bool()) {
     std::cerr << "labhost " << command << ": " << std::string(parsed["error"].as_string()) << "\n";
@@ -187,7 +202,7 @@ int run_nameserver(const command_line& cl) {
 }
 
 int run_check(const command_line& cl) {
-  std::string file = cl.get("config", "host.json");
+  std::string file = config_file(cl);
   auto config = host::load_host_config(file);
   std::size_t services = 0;
   for (const auto& d : config.daemons) services += d.services.size();
@@ -222,6 +237,11 @@ int main(int argc, char** argv) {
     return argc < 2 ? 2 : 0;
   }
   std::string command = argv[1];
+  for (int i = 2; i < argc; ++i)
+    if (std::string(argv[i]) == "--help") {
+      std::cout << usage_text;
+      return 0;
+    }
   try {
     if (command == "daemon")
       return run_daemon(command_line(argc, argv, 2, {"config", "name", "log-level"}, {}));

@@ -100,8 +100,8 @@ class client {
   /// The daemon's lease: a session silent this long ends.
   std::chrono::milliseconds lease() const noexcept;
 
-  const std::string& session_token() const noexcept;
-  const std::string& daemon_name() const noexcept;
+  std::string session_token() const;
+  std::string daemon_name() const;
   /// Says goodbye and closes; later requests throw connection_lost. Idempotent.
   void close();
 
