@@ -42,8 +42,10 @@ std::string secret_from_environment() {
   std::string line;
   if (!in || !std::getline(in, line))
     fail(errc::auth_failed, std::string("LABHOST_SECRET_FILE: cannot read ") + file);
-  while (!line.empty() && (line.back() == '\r' || line.back() == ' ' || line.back() == '\t')) line.pop_back();
-  return line;
+  // Blanks around the secret are not part of it, as the daemon reads it (read_secret_file).
+  auto first = line.find_first_not_of(" \t\r");
+  auto last = line.find_last_not_of(" \t\r");
+  return first == std::string::npos ? std::string() : line.substr(first, last - first + 1);
 }
 
 std::string default_client_name() {
@@ -59,6 +61,7 @@ struct pending_reply {
   bool done = false;
   message_type type = message_type::error;
   std::vector<std::uint8_t> payload;
+  std::optional<value> array;    // a result that is one typed array, read straight into place
   std::optional<error> failure;  // transport failure (connection_lost, timeout, bad_frame)
 };
 
@@ -326,8 +329,32 @@ struct client::impl {
     }
     auto header = protocol::parse_header(header_bytes, options.max_frame_bytes);
     if (!header) return header.err();
-    std::vector<std::uint8_t> payload(header->payload_size);
-    if (auto e = read_exact(payload.data(), payload.size(), std::nullopt)) return e;
+    std::vector<std::uint8_t> payload;
+    std::optional<value> array;
+    constexpr std::size_t array_prefix = 6;  // tag, element type, u32 count
+    if (header->type == message_type::result && header->payload_size > array_prefix) {
+      // A bulk result (a camera frame) is usually one typed array: read its elements
+      // straight into the array that the caller gets, with no intermediate copy.
+      payload.resize(array_prefix);
+      if (auto e = read_exact(payload.data(), array_prefix, std::nullopt)) return e;
+      std::uint32_t count;
+      std::memcpy(&count, payload.data() + 2, 4);
+      auto type = static_cast<element_type>(payload[1]);
+      if (payload[0] == static_cast<std::uint8_t>(value_kind::array) && element_size(type) != 0 &&
+          std::uint64_t{count} * element_size(type) == header->payload_size - array_prefix) {
+        typed_array a;
+        a.type = type;
+        a.data.resize(header->payload_size - array_prefix);
+        if (auto e = read_exact(a.data.data(), a.data.size(), std::nullopt)) return e;
+        array = value(std::move(a));
+      } else {
+        payload.resize(header->payload_size);
+        if (auto e = read_exact(payload.data() + array_prefix, payload.size() - array_prefix, std::nullopt)) return e;
+      }
+    } else {
+      payload.resize(header->payload_size);
+      if (auto e = read_exact(payload.data(), payload.size(), std::nullopt)) return e;
+    }
     if (header->request_id == 0 && header->type == message_type::error) {
       // Request id 0 is never used by requests: it carries a connection-level error (busy,
       // bad_frame) that the daemon sends just before it closes the connection.
@@ -340,6 +367,7 @@ struct client::impl {
       it->second->done = true;
       it->second->type = header->type;
       it->second->payload = std::move(payload);
+      it->second->array = std::move(array);
       pending.erase(it);
       state_changed.notify_all();
     }
@@ -418,6 +446,7 @@ struct client::impl {
 
   /// The reply's payload as a value; error replies and unexpected types throw.
   value expect(pending_reply reply, message_type expected) {
+    if (reply.array && reply.type == expected) return std::move(*reply.array);
     auto decoded = protocol::decode_payload(reply.payload);
     if (!decoded) throw remote_error(decoded.err());
     if (reply.type == message_type::error) throw remote_error(protocol::parse_error(*decoded));

@@ -7,6 +7,7 @@
 #include "../logging/log.h"
 #include "../protocol/auth.h"
 #include "../protocol/messages.h"
+#include "worker_pool.h"
 #include "labhost/value_codec.h"
 
 namespace labhost::server {
@@ -20,6 +21,7 @@ connection::connection(asio::ip::tcp::socket socket, std::shared_ptr<daemon_stat
   auto remote = socket_.remote_endpoint(ec);
   peer_ = ec ? "unknown peer" : remote.address().to_string() + ":" + std::to_string(remote.port());
   socket_.set_option(asio::ip::tcp::no_delay(true), ec);
+  socket_.non_blocking(true, ec);  // send() writes directly and must never block
 }
 
 connection::~connection() { state_->remove(this); }
@@ -319,7 +321,9 @@ void connection::handle_call(std::uint32_t request_id, value payload, std::share
   // service's strand behind the call that holds it.
   asio::dispatch(slot.strand, [self = shared_from_this(), request_id, &slot, caller,
                                call = std::move(*call)]() mutable {
+    self->state_->pool->call_started();
     auto reply = self->run_call(request_id, slot, *caller, call);
+    self->state_->pool->call_finished();
     // Counted out before the reply leaves, so that the client's next request, sent the moment
     // it reads this one, never finds the call still counted.
     caller->call_finished();
@@ -455,7 +459,24 @@ void connection::send_value(message_type type, std::uint32_t request_id, const v
 void connection::send(std::vector<std::uint8_t> frame) {
   std::lock_guard lock(mutex_);
   if (closed_) return;
-  write_queue_.push_back(std::move(frame));
+  std::size_t written = 0;
+  if (!writing_) {
+    // Most replies fit in the socket's buffer: write them now, on this thread, rather than
+    // through an asynchronous write whose completion costs another round through the pool.
+    boost::system::error_code ec;
+    written = socket_.write_some(asio::buffer(frame), ec);
+    if (ec == asio::error::would_block || ec == asio::error::try_again) {
+      written = 0;
+    } else if (ec) {
+      close_locked();
+      return;
+    }
+    if (written == frame.size()) {
+      if (close_after_flush_) close_locked();
+      return;
+    }
+  }
+  write_queue_.push_back({std::move(frame), written});
   if (!writing_) do_write();
 }
 
@@ -472,7 +493,8 @@ void connection::close_after_flush() {
 
 void connection::do_write() {
   writing_ = true;
-  asio::async_write(socket_, asio::buffer(write_queue_.front()),
+  auto& front = write_queue_.front();
+  asio::async_write(socket_, asio::buffer(front.bytes.data() + front.offset, front.bytes.size() - front.offset),
                     [self = shared_from_this()](boost::system::error_code ec, std::size_t) {
                       std::lock_guard lock(self->mutex_);
                       if (self->closed_) return;

@@ -87,7 +87,11 @@ class connection : public std::enable_shared_from_this<connection> {
   boost::asio::steady_timer handshake_timer_;
 
   std::mutex mutex_;  // guards the socket's operations, write_queue_, writing_, closed_, close_after_flush_
-  std::deque<std::vector<std::uint8_t>> write_queue_;
+  struct pending_write {
+    std::vector<std::uint8_t> bytes;
+    std::size_t offset = 0;  // already written
+  };
+  std::deque<pending_write> write_queue_;
   bool writing_ = false;
   bool closed_ = false;
   bool close_after_flush_ = false;

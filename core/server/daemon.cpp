@@ -18,6 +18,7 @@
 #include "../naming/registrar.h"
 #include "connection.h"
 #include "daemon_state.h"
+#include "worker_pool.h"
 
 namespace labhost::server {
 
@@ -202,11 +203,9 @@ void daemon::run(bool handle_signals) {
     (*check)();
   };
 
-  std::vector<std::thread> pool;
-  for (unsigned i = 1; i < state->config.pool_size; ++i)
-    pool.emplace_back([state] { state->io.run(); });
-  state->io.run();
-  for (auto& t : pool) t.join();
+  worker_pool pool(state->io, state->config.pool_size);
+  state->pool = &pool;
+  pool.run();
 
   // No handler runs any more: close the drivers from this thread.
   for (auto& [name, slot] : state->services) {
@@ -233,8 +232,10 @@ void daemon::start_registrar() {
   std::vector<naming::registration> names;
   for (const auto& service : cfg.services) {
     map metadata{{"daemon", cfg.name}, {"driver", service.driver}, {"description", service.description}};
+    // The service's own metadata joins in, but cannot hide what labhost itself says.
     if (service.metadata.is_map())
-      for (const auto& [key, v] : service.metadata.as_map()) metadata.emplace_back(key, v);
+      for (const auto& [key, v] : service.metadata.as_map())
+        if (key != "daemon" && key != "driver" && key != "description") metadata.emplace_back(key, v);
     names.push_back({service.name, "lab://" + advertised.to_string() + "/" + service.name, std::move(metadata)});
   }
   char hostname[256] = {};

@@ -93,6 +93,8 @@ class daemon_state : public std::enable_shared_from_this<daemon_state> {
   /// Clients must prove they know this secret in the handshake (auth.secret_file); empty: no.
   std::string auth_secret;
   decode_limits value_limits;  // applied to every payload from clients
+  /// The threads running io; set by daemon::run() before the first connection.
+  class worker_pool* pool = nullptr;
   /// Set when this daemon is a nameserver: it then serves the built-in "nameserver" service.
   std::shared_ptr<naming::name_registry> names;
 

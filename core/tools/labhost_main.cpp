@@ -1,6 +1,7 @@
 // labhost: the host-side program. `labhost daemon` serves one daemon of host.json,
 // `labhost up` starts and watches every daemon of host.json, `labhost check` validates
 // host.json, `labhost plugins` inspects a plugin folder.
+#include <malloc.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -232,6 +233,10 @@ int run_plugins(const command_line& cl) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Camera frames and other large results are megabytes each: keep such blocks in the heap
+  // and reuse them, rather than mapping fresh pages (and faulting on every one) per call.
+  ::mallopt(M_MMAP_THRESHOLD, 256 << 20);
+  ::mallopt(M_TRIM_THRESHOLD, 1 << 30);
   if (argc < 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "help") {
     std::cout << usage_text;
     return argc < 2 ? 2 : 0;

@@ -46,6 +46,14 @@ def _kill_leftover_daemons():
     daemon_process.kill_all()
 
 
+@pytest.fixture(autouse=True)
+def _no_labhost_environment(monkeypatch):
+    """The client reads LABHOST_SECRET, LABHOST_SECRET_FILE and LABHOST_NS: a developer's
+    own settings must not change what the tests see. A test sets them with monkeypatch."""
+    for name in ("LABHOST_SECRET", "LABHOST_SECRET_FILE", "LABHOST_NS"):
+        monkeypatch.delenv(name, raising=False)
+
+
 @pytest.fixture(scope="module")
 def sim_daemon():
     d = daemon_process.DaemonProcess(SIM_SERVICES, server_type="threaded", pool_size=4)

@@ -1,5 +1,5 @@
 """A real `labhost daemon` process for a test, on a loopback port (mirrors
-tests/support/test_daemon.cpp).
+tests/support/test_daemon.cpp), and a real `labhost ns` nameserver.
 
 Writes a host.json with one daemon "test" in a fresh temporary folder whose plugins/ links
 every built plugin (simulated and test drivers), starts build/bin/labhost daemon on it with
@@ -42,16 +42,27 @@ def make_plugin_folder(folder):
     return plugins
 
 
+def write_secret_file(folder, secret, name="labhost.secret"):
+    """A secret file as the daemon accepts it: mode 0600 (it refuses files that others may
+    read). The secret, then a newline. Returns its path."""
+    path = os.path.join(folder, name)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with open(fd, "w") as f:
+        f.write(secret + "\n")
+    return path
+
+
 class DaemonProcess:
     """`services`: the services object of host.json (a dict); `address`: the daemon's
-    address ("127.0.0.1:0" for any free port); `keys`: extra keys of the daemon entry
-    (e.g. {"lockable": True, "lease_s": 1.0})."""
+    address ("127.0.0.1:0" for any free port); `host_keys`: extra top-level keys of
+    host.json (e.g. {"auth": {"secret_file": PATH}}, {"register_with": ["127.0.0.1:PORT"]});
+    `keys`: extra keys of the daemon entry (e.g. {"lockable": True, "lease_s": 1.0})."""
 
-    def __init__(self, services, address="127.0.0.1:0", **keys):
+    def __init__(self, services, address="127.0.0.1:0", host_keys=None, **keys):
         self.folder = tempfile.mkdtemp(prefix="labhost-pytest-")
         self.process = None
         try:
-            self._start(services, address, keys)
+            self._start(services, address, host_keys or {}, keys)
         except BaseException:
             if self.process is not None:
                 self.kill()
@@ -61,25 +72,32 @@ class DaemonProcess:
         # Keep draining stdout so the daemon can never block on a full pipe.
         threading.Thread(target=self._drain, daemon=True).start()
 
-    def _start(self, services, address, keys):
+    def _start(self, services, address, host_keys, keys):
         make_plugin_folder(self.folder)
         daemon = {"address": address}
         daemon.update(keys)
         daemon["services"] = services
         self.config = os.path.join(self.folder, "host.json")
+        config = {"plugin_dir": "plugins"}
+        config.update(host_keys)
+        config["daemons"] = {"test": daemon}
         with open(self.config, "w") as f:
-            json.dump({"plugin_dir": "plugins", "daemons": {"test": daemon}}, f, indent=2)
+            json.dump(config, f, indent=2)
+        self._launch(["daemon", "--config", self.config, "--name", "test"])
+
+    def _launch(self, arguments):
+        """Starts build/bin/labhost with `arguments`, its log in the folder, and learns its
+        port from the "listening on" line of its stdout."""
         self.log_path = os.path.join(self.folder, "daemon.log")
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
-                [os.path.join(BIN_DIR, "labhost"), "daemon", "--config", self.config,
-                 "--name", "test", "--log-level", "debug"],
+                [os.path.join(BIN_DIR, "labhost")] + arguments + ["--log-level", "debug"],
                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log)
         _running.add(self)
         line = self._read_line(START_TIMEOUT)
         marker = " listening on 127.0.0.1:"
         if marker not in line:
-            raise RuntimeError("labhost daemon did not start (stdout %r):\n%s" % (line, self.log()))
+            raise RuntimeError("labhost %s did not start (stdout %r):\n%s" % (arguments[0], line, self.log()))
         self.port = int(line.split(marker, 1)[1].strip())
 
     def _read_line(self, timeout):
@@ -153,6 +171,29 @@ class DaemonProcess:
 
     def __exit__(self, *exc):
         self.stop()
+
+
+class NameserverProcess(DaemonProcess):
+    """A real nameserver: `labhost ns --listen 127.0.0.1:0` (its stdout says "labhost
+    nameserver listening on 127.0.0.1:PORT" when it serves). `secret_file`: require that
+    secret (--secret-file)."""
+
+    def __init__(self, secret_file=None, lease_s=None):
+        arguments = ["ns", "--listen", "127.0.0.1:0"]
+        if secret_file:
+            arguments += ["--secret-file", secret_file]
+        if lease_s is not None:
+            arguments += ["--lease", str(lease_s)]
+        self._arguments = arguments
+        super().__init__(None)
+
+    def _start(self, services, address, host_keys, keys):
+        self._launch(self._arguments)
+
+    @property
+    def endpoint(self):
+        """"127.0.0.1:PORT", as register_with and LABHOST_NS take it."""
+        return "127.0.0.1:%d" % self.port
 
 
 def kill_all():

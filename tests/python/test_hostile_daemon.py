@@ -4,6 +4,7 @@ problem is a typed error, nothing is allocated from an untrusted length, nothing
 import socket
 import struct
 import threading
+import time
 
 import pytest
 
@@ -211,11 +212,28 @@ def test_a_reply_that_never_comes_times_out_without_hanging(fake):
         assert c.call("x", "y", timeout=30) == "late"  # the first late reply was dropped
 
 
-def test_a_daemon_that_requires_a_secret_is_auth_failed(fake):
+def test_a_challenge_to_a_client_without_a_secret_is_auth_failed(fake):
     challenge = codec.encode({"server_nonce": bytes(16), "server_proof": bytes(32)})
     d = fake(None, answer_hello=lambda rid: frame(protocol.CHALLENGE, rid, challenge))
-    with pytest.raises(labhost.AuthFailedError, match="requires a shared secret"):
+    with pytest.raises(labhost.AuthFailedError, match="requires a secret: pass secret="):
         connection_to(d)
+
+
+def test_a_malformed_challenge_is_bad_message(fake):
+    challenge = codec.encode({"server_nonce": "text, not bytes", "server_proof": bytes(32)})
+    d = fake(None, answer_hello=lambda rid: frame(protocol.CHALLENGE, rid, challenge))
+    with pytest.raises(labhost.BadMessageError, match="challenge.server_nonce"):
+        connection_to(d, secret="s3cret")
+
+
+def test_a_daemon_that_never_finishes_the_handshake_times_out(fake):
+    gate = threading.Event()
+    d = fake(None, answer_hello=lambda rid: gate.wait(30) and b"")
+    start = time.monotonic()
+    with pytest.raises(labhost.ConnectionLostError, match="no welcome .* within 0.3 s"):
+        connection_to(d, connect_timeout=0.3)
+    assert time.monotonic() - start < 10
+    gate.set()
 
 
 def test_a_refused_hello_raises_the_daemons_error(fake):

@@ -4,7 +4,6 @@ close, on the end of the session; kept across a network blip and by heartbeats."
 import gc
 import os
 import select
-import socket
 import subprocess
 import sys
 import tempfile
@@ -18,6 +17,7 @@ import pytest
 import labhost
 from conftest import LEASE_S, LOCK_SERVICES
 from daemon_process import CLIENT_DIR
+from relay import Relay
 
 JOIN_TIMEOUT = 60.0
 
@@ -188,64 +188,6 @@ def test_resume_keeps_the_session_and_its_locks(lock_daemon, connect):
     assert holder.wavelength() == 1550.0
     with pytest.raises(labhost.LockedError):
         other.wavelength()
-
-
-class Relay:
-    """A TCP relay between a client and a daemon whose links the test can cut with resets,
-    as a network failure would: neither end sees an orderly close."""
-
-    def __init__(self, port):
-        self.target = ("127.0.0.1", port)
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.links = []
-        self.lock = threading.Lock()
-        self.accepted = threading.Semaphore(0)
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self):
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(self.target, timeout=30)
-            upstream.settimeout(None)
-            for s in (client, upstream):
-                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            with self.lock:
-                self.links.append((client, upstream))
-            threading.Thread(target=self._pump, args=(client, upstream), daemon=True).start()
-            threading.Thread(target=self._pump, args=(upstream, client), daemon=True).start()
-            self.accepted.release()
-
-    @staticmethod
-    def _pump(source, sink):
-        try:
-            while True:
-                data = source.recv(1 << 16)
-                if not data:
-                    break
-                sink.sendall(data)
-        except OSError:
-            pass
-
-    def cut(self):
-        """Resets every link, both ways."""
-        with self.lock:
-            links, self.links = self.links, []
-        for pair in links:
-            for s in pair:
-                s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
-                try:
-                    s.shutdown(socket.SHUT_RD)
-                except OSError:
-                    pass
-                s.close()
-
-    def close(self):
-        self.listener.close()
-        self.cut()
 
 
 def test_after_a_network_blip_the_proxy_resumes_its_session_and_locks(lock_daemon, connect):

@@ -5,13 +5,14 @@
     laser.set_wavelength(1550.5)
     with laser.locked(wait=5):
         laser.set_power(mw=2.0)
+    meter = labhost.locate("powermeter")       # found by name on the nameserver
 
 Pure standard library; numpy is used when installed (typed arrays arrive as numpy arrays
 without a copy). See clients/python/README.md.
 """
 
 from .address import Address, parse_address
-from .connection import Connection, default_client_name
+from .connection import Connection, default_client_name, secret_from_environment
 from .errors import (AuthFailedError, BadAddressError, BadArgumentsError, BadFrameError,
                      BadMessageError, BusyError, ConnectionLostError, DriverError,
                      InternalError, LabhostError, LabhostTimeoutError, LockedError,
@@ -20,13 +21,15 @@ from .errors import (AuthFailedError, BadAddressError, BadArgumentsError, BadFra
                      NotLockableError, NotLockOwnerError, ServiceUnavailableError,
                      ShuttingDownError, UnsupportedVersionError, error_class)
 from .locks import LockStatus
+from .naming import NameRecord, default_nameserver, locate, lookup, names
 from .proxy import Daemon, ServiceProxy
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "connect", "Connection", "ServiceProxy", "Daemon", "LockStatus", "Address",
-    "parse_address", "default_client_name", "error_class",
+    "connect", "locate", "names", "lookup", "NameRecord", "default_nameserver",
+    "Connection", "ServiceProxy", "Daemon", "LockStatus", "Address",
+    "parse_address", "default_client_name", "secret_from_environment", "error_class",
     "LabhostError", "BadFrameError", "UnsupportedVersionError", "NoSuchServiceError",
     "NoSuchMethodError", "BadArgumentsError", "DriverError", "ServiceUnavailableError",
     "BusyError", "LabhostTimeoutError", "ShuttingDownError", "InternalError",
@@ -36,18 +39,21 @@ __all__ = [
 ]
 
 
-def connect(address, timeout=None, client_name=None, **options):
+def connect(address, timeout=None, client_name=None, secret=None, **options):
     """Connects to a service or a daemon.
 
     ``connect("lab://HOST:PORT/SERVICE")`` returns a ServiceProxy with its own connection;
     ``connect("lab://HOST:PORT")`` returns a Daemon (``daemon["laser"]``, ``.services()``).
     `timeout`: seconds to wait for each reply (None: as long as it takes); `client_name`:
-    how lock reports name this client (default ``user@host``). Other options go to
+    how lock reports name this client (default ``user@host``); `secret`: the shared secret
+    (str or bytes) of a daemon whose host.json has ``auth`` (default: $LABHOST_SECRET, else
+    the first line of the file named by $LABHOST_SECRET_FILE). Other options go to
     Connection: connect_timeout (5 s), heartbeats (True), reconnect (True), max_payload.
     Both are context managers; closing says goodbye and releases the session's locks.
     """
     a = parse_address(address)
-    connection = Connection(a.host, a.port, timeout=timeout, client_name=client_name, **options)
+    connection = Connection(a.host, a.port, timeout=timeout, client_name=client_name,
+                            secret=secret, **options)
     try:
         if a.service:
             return ServiceProxy(connection, a.service, owns_connection=True)

@@ -13,6 +13,12 @@ daemon resumes the session with its locks; a daemon that restarted opens a fresh
 request whose connection broke while it was in flight raises ConnectionLostError (it may
 have run). close() says goodbye; so does the interpreter at exit, or the garbage collector
 for a connection nobody references.
+
+A daemon whose host.json has ``auth`` requires a shared secret: the handshake is a
+challenge-response in which each side proves it knows the secret (HMAC-SHA256 over both
+sides' fresh nonces, protocol.py), so the secret never travels. Every reconnection repeats it.
+The secret: the ``secret`` argument, else $LABHOST_SECRET, else the first line of the file
+named by $LABHOST_SECRET_FILE (secret_from_environment).
 """
 
 import getpass
@@ -30,7 +36,7 @@ from .errors import (AuthFailedError, BadFrameError, BadMessageError, Connection
                      LabhostError, LabhostTimeoutError, make_error)
 from .locks import LockStatus
 
-__all__ = ["Connection", "default_client_name"]
+__all__ = ["Connection", "default_client_name", "secret_from_environment"]
 
 log = logging.getLogger("labhost")
 
@@ -49,6 +55,40 @@ def default_client_name():
     except Exception:  # no login name (containers without a passwd entry)
         user = "unknown"
     return "%s@%s" % (user, socket.gethostname())
+
+
+def secret_from_environment():
+    """The shared secret from the environment, as bytes: $LABHOST_SECRET, else the first line
+    (surrounding blanks stripped, as the daemon reads its auth.secret_file) of the file named
+    by $LABHOST_SECRET_FILE; None when neither is set. Raises AuthFailedError when the file
+    cannot be read or holds no secret."""
+    secret = os.environ.get("LABHOST_SECRET")
+    if secret:
+        return os.fsencode(secret)
+    path = os.environ.get("LABHOST_SECRET_FILE")
+    if not path:
+        return None
+    try:
+        with open(path, "rb") as f:
+            line = f.readline()
+    except OSError as e:
+        raise AuthFailedError("LABHOST_SECRET_FILE: cannot read %s: %s"
+                              % (path, e.strerror or e)) from None
+    secret = line.strip(b" \t\r\n")
+    if not secret:
+        raise AuthFailedError("LABHOST_SECRET_FILE: %s holds no secret" % path)
+    return secret
+
+
+def _secret_bytes(secret):
+    """The secret argument as bytes (str is UTF-8); None or empty: from the environment."""
+    if secret is None or (isinstance(secret, (str, bytes, bytearray)) and not secret):
+        return secret_from_environment()
+    if isinstance(secret, str):
+        return secret.encode("utf-8")
+    if isinstance(secret, (bytes, bytearray)):
+        return bytes(secret)
+    raise TypeError("secret: expected str or bytes, got %s" % type(secret).__name__)
 
 
 def _copy(error):
@@ -175,11 +215,14 @@ class Connection:
     `connect_timeout`: seconds to connect and say hello; `client_name`: how the daemon names
     this client in lock reports and logs (default ``user@host``); `heartbeats`: ping every
     third of the lease while open; `reconnect`: resume the session after a broken connection;
-    `max_payload`: largest reply accepted (checked before allocating).
+    `max_payload`: largest reply accepted (checked before allocating); `secret`: the shared
+    secret (str or bytes) for a daemon that requires one (default: secret_from_environment()).
     """
 
     def __init__(self, host, port, *, timeout=None, connect_timeout=5.0, client_name=None,
-                 heartbeats=True, reconnect=True, max_payload=protocol.DEFAULT_MAX_PAYLOAD):
+                 heartbeats=True, reconnect=True, max_payload=protocol.DEFAULT_MAX_PAYLOAD,
+                 secret=None):
+        self._secret = _secret_bytes(secret)  # first: a bad secret file fails before connecting
         self.host = host
         self.port = int(port)
         self.timeout = timeout
@@ -642,25 +685,45 @@ class Connection:
             return bool(welcome.get("resumed"))
 
     def _open(self, token):
-        """Connects and says hello, before anyone else may use the socket."""
+        """Connects and shakes hands (hello, and with a secret challenge and authenticate),
+        before anyone else may use the socket. The whole handshake is bounded by
+        connect_timeout."""
         where = "%s:%d" % (self.host, self.port)
+        timeout = self.connect_timeout
+        deadline = None if timeout is None else time.monotonic() + timeout
         try:
-            sock = socket.create_connection((self.host, self.port), timeout=self.connect_timeout)
+            sock = socket.create_connection((self.host, self.port), timeout=timeout)
         except OSError as e:
             raise ConnectionLostError("cannot connect to %s: %s" % (where, e)) from None
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            secret = self._secret
+            client_nonce = os.urandom(protocol.NONCE_SIZE) if secret else None
             sock.sendall(protocol.frame_bytes(
-                protocol.HELLO, 1, protocol.hello(self.client_name, os.getpid(), token)))
-            header = self._recv_exact(sock, protocol.HEADER_SIZE)
-            message_type, _, _, size = protocol.parse_header(header, self.max_payload)
-            payload = self._recv_exact(sock, size)
-            value = codec.decode(payload)
+                protocol.HELLO, 1, protocol.hello(self.client_name, os.getpid(), token, client_nonce)))
+            message_type, value = self._recv_handshake_frame(sock, deadline)
+            if message_type == protocol.CHALLENGE:
+                # The daemon requires the secret: check its proof first (an impostor learns
+                # nothing from us), then give ours.
+                challenge = protocol.parse_challenge(value)
+                if not secret:
+                    raise AuthFailedError(
+                        "daemon at %s requires a secret: pass secret=..., or set LABHOST_SECRET "
+                        "or LABHOST_SECRET_FILE" % where)
+                expected = protocol.server_proof(secret, client_nonce, challenge["server_nonce"])
+                if not protocol.proofs_equal(challenge["server_proof"], expected):
+                    # Either our secret differs from the daemon's, or this is not the
+                    # daemon meant: the two cannot be told apart, and in neither case may
+                    # our proof go out.
+                    raise AuthFailedError(
+                        "the daemon could not prove it knows the secret: the secret given "
+                        "differs from the daemon's auth.secret_file, or %s is not the daemon "
+                        "meant" % where)
+                proof = protocol.client_proof(secret, challenge["server_nonce"], client_nonce)
+                sock.sendall(protocol.frame_bytes(protocol.AUTHENTICATE, 2, protocol.authenticate(proof)))
+                message_type, value = self._recv_handshake_frame(sock, deadline)
             if message_type == protocol.ERROR:
                 raise protocol.error_from(value)
-            if message_type == protocol.CHALLENGE:
-                raise AuthFailedError("daemon at %s requires a shared secret; this version of the "
-                                      "Python client cannot authenticate" % where)
             if message_type != protocol.WELCOME:
                 raise BadMessageError("expected welcome, got %s" % protocol.MESSAGE_NAMES[message_type])
             welcome = protocol.parse_welcome(value)
@@ -668,7 +731,7 @@ class Connection:
             return sock, welcome
         except socket.timeout:
             sock.close()
-            raise ConnectionLostError("no welcome from %s within %g s" % (where, self.connect_timeout)) from None
+            raise ConnectionLostError("no welcome from %s within %g s" % (where, timeout)) from None
         except OSError as e:
             sock.close()
             raise ConnectionLostError("hello to %s failed: %s" % (where, e)) from None
@@ -676,12 +739,23 @@ class Connection:
             sock.close()
             raise
 
+    def _recv_handshake_frame(self, sock, deadline):
+        """(type, decoded payload) of one frame on a socket nobody else uses yet."""
+        header = self._recv_exact(sock, protocol.HEADER_SIZE, deadline)
+        message_type, _, _, size = protocol.parse_header(header, self.max_payload)
+        return message_type, codec.decode(self._recv_exact(sock, size, deadline))
+
     @staticmethod
-    def _recv_exact(sock, size):
+    def _recv_exact(sock, size, deadline=None):
         data = bytearray(size)
         view = memoryview(data)
         got = 0
         while got < size:
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise socket.timeout()
+                sock.settimeout(left)
             n = sock.recv_into(view[got:])
             if n == 0:
                 raise ConnectionLostError("the daemon closed the connection")

@@ -14,6 +14,8 @@ A frame is a 16-byte header followed by a payload of one encoded value::
 All integers are little-endian.
 """
 
+import hashlib
+import hmac
 import struct
 
 from . import codec
@@ -39,7 +41,7 @@ LOCK = 11         # client -> daemon: lock a service for this session
 UNLOCK = 12       # client -> daemon: release it, or force-release it (admin)
 LOCK_STATUS = 13  # client -> daemon: who holds which lock
 CHALLENGE = 14    # daemon -> client: answer to hello when the daemon requires a secret
-AUTHENTICATE = 15 # client -> daemon: proof of the secret (not supported by this client yet)
+AUTHENTICATE = 15 # client -> daemon: the client's proof of the secret, answering a challenge
 
 MESSAGE_NAMES = {
     HELLO: "hello", WELCOME: "welcome", CALL: "call", RESULT: "result", ERROR: "error",
@@ -90,14 +92,58 @@ def frame_bytes(message_type, request_id, payload):
 # --------------------------------------------------------------------------- messages
 
 
-def hello(client_name, pid, session_token=""):
-    return {
+def hello(client_name, pid, session_token="", client_nonce=None):
+    """The hello message; `client_nonce` (NONCE_SIZE random bytes) only when the client has a
+    secret: a daemon that requires one answers with a challenge, else with an auth_failed
+    error."""
+    message = {
         "client_name": client_name,
         "pid": pid,
         "min_version": VERSION,
         "max_version": VERSION,
         "session_token": session_token,
     }
+    if client_nonce is not None:
+        message["client_nonce"] = bytes(client_nonce)
+    return message
+
+
+# ------------------------------------------------------------------ shared-secret handshake
+# (core/protocol/auth.h) Both sides pick a fresh random nonce and prove they know the secret
+# with an HMAC-SHA256 over both nonces; the secret itself never travels.
+#
+#   client -> hello        {..., client_nonce}
+#   daemon -> challenge    {server_nonce, server_proof = HMAC(secret, "labhost-server" || cn || sn)}
+#   client checks server_proof, then
+#   client -> authenticate {client_proof = HMAC(secret, "labhost-client" || sn || cn)}
+#   daemon -> welcome      (or error auth_failed, after a delay, and the connection closes)
+
+NONCE_SIZE = 32
+
+
+def server_proof(secret, client_nonce, server_nonce):
+    """What the daemon sends to prove it knows `secret` (bytes)."""
+    return hmac.new(secret, b"labhost-server" + bytes(client_nonce) + bytes(server_nonce),
+                    hashlib.sha256).digest()
+
+
+def client_proof(secret, server_nonce, client_nonce):
+    """What the client sends to prove it knows `secret` (bytes)."""
+    return hmac.new(secret, b"labhost-client" + bytes(server_nonce) + bytes(client_nonce),
+                    hashlib.sha256).digest()
+
+
+def proofs_equal(a, b):
+    """Compares two proofs in constant time."""
+    return hmac.compare_digest(bytes(a), bytes(b))
+
+
+def parse_challenge(value):
+    return expect_map(value, "challenge", {"server_nonce": bytes, "server_proof": bytes})
+
+
+def authenticate(proof):
+    return {"client_proof": bytes(proof)}
 
 
 def call_prefix(service, method):

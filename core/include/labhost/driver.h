@@ -431,10 +431,24 @@ class driver_definition {
         throw bad_arguments_error("arguments are not an encoded list");
       value out = instance_->bindings_[method_index].invoke(*static_cast<Driver*>(instance),
                                                             decoded.decoded.as_list());
+      auto write = [&](const std::uint8_t* chunk, std::size_t length) {
+        if (result->write(result->context, chunk, length) != 0)
+          throw driver_error("result refused by the host (too large?)");
+      };
+      if (out.is_array()) {
+        // A waveform or a camera frame: hand over its bytes as they are, without first
+        // copying them into an encoding buffer.
+        const auto& a = out.as_array();
+        std::uint8_t prefix[6] = {static_cast<std::uint8_t>(value_kind::array), static_cast<std::uint8_t>(a.type)};
+        const auto count = static_cast<std::uint32_t>(a.count());
+        std::memcpy(prefix + 2, &count, 4);
+        write(prefix, sizeof prefix);
+        if (!a.data.empty()) write(a.data.data(), a.data.size());
+        return LABHOST_OK;
+      }
       std::vector<std::uint8_t> encoded;
       labhost::encode(out, encoded);
-      if (result->write(result->context, encoded.data(), encoded.size()) != 0)
-        throw driver_error("result refused by the host (too large?)");
+      write(encoded.data(), encoded.size());
       return LABHOST_OK;
     });
   }

@@ -1,0 +1,70 @@
+// worker_pool.h: the threads that run a daemon's io_context: one while calls are quick, more
+// (up to the pool size) while calls block.
+//
+// Every extra thread on a shared io_context costs a thread wakeup per request (tens of
+// microseconds on these machines, more than a call itself). So one thread does the I/O and
+// runs each call inline while calls are short; a watchdog notices when every running thread
+// has been inside one call for longer than `takeover_after`, and starts another thread, which
+// keeps reading the other connections. An extra thread leaves again once two threads are
+// free. Net effect: sequential clients see no thread hop, and a slow call never holds up the
+// daemon's other connections for more than `takeover_after` (unless pool_size calls block).
+// Thread-safety: call_started()/call_finished() from pool threads; the rest from run()'s thread.
+#ifndef LABHOST_SERVER_WORKER_POOL_H
+#define LABHOST_SERVER_WORKER_POOL_H
+
+#include <atomic>
+#include <boost/asio/io_context.hpp>
+#include <chrono>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace labhost::server {
+
+class worker_pool {
+ public:
+  worker_pool(boost::asio::io_context& io, unsigned max_threads,
+              std::chrono::microseconds takeover_after = std::chrono::milliseconds(2));
+  ~worker_pool();
+  worker_pool(const worker_pool&) = delete;
+  worker_pool& operator=(const worker_pool&) = delete;
+
+  /// Runs the io_context on the calling thread (and extra threads as needed) until it stops.
+  void run();
+
+  /// Brackets a driver call that runs on a pool thread.
+  void call_started() noexcept;
+  void call_finished() noexcept;
+
+  /// Threads running the io_context right now (for tests and ps).
+  unsigned running() const noexcept { return active_.load(); }
+
+ private:
+  void watch();
+  void run_extra();
+
+  boost::asio::io_context& io_;
+  const unsigned max_threads_;
+  const std::chrono::microseconds takeover_after_;
+
+  std::atomic<unsigned> active_{0};          // threads running the io_context
+  std::atomic<unsigned> busy_{0};            // of those, threads inside a call
+  std::atomic<std::uint64_t> calls_started_{0};
+  std::atomic<bool> watchdog_idle_{false};   // the watchdog sleeps until the next call
+
+  std::mutex mutex_;  // guards stopping_, extra_threads_; with wake_
+  std::condition_variable wake_;
+  bool stopping_ = false;
+  struct extra_thread {
+    std::thread thread;
+    std::shared_ptr<std::atomic<bool>> done;
+  };
+  std::vector<extra_thread> extra_threads_;  // finished ones are joined at the next start
+  std::thread watchdog_;
+};
+
+}  // namespace labhost::server
+
+#endif  // LABHOST_SERVER_WORKER_POOL_H
