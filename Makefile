@@ -1,15 +1,19 @@
 # Thin wrapper over CMake/CTest: the two set-up commands of the README.
 #   make run    install missing packages, build, start labhost on ./host.json (foreground)
-#   make test   install missing packages, build, run every test through CTest
+#   make test   install missing packages, build, run every test: the CTest suite, then the
+#               same suite under AddressSanitizer+UBSan, the concurrency tests under
+#               ThreadSanitizer, and each fuzz target for FUZZ_SECONDS
+#   make check  the CTest suite only (quick, while developing)
 BUILD_DIR ?= build
 CONFIG ?= host.json
 # Warnings are errors in CI (CI=true in its environment), warnings elsewhere.
 WERROR ?= $(if $(CI),ON,OFF)
 JOBS ?= $(shell nproc)
+FUZZ_SECONDS ?= 20
 
 PREFIX ?= /usr/local
 
-.PHONY: all deps configure build run test bench install deb clean
+.PHONY: all deps configure build run check test bench install deb clean
 
 all: build
 
@@ -25,8 +29,13 @@ build: configure
 run: build
 	$(BUILD_DIR)/bin/labhost up --config $(CONFIG)
 
-test: build
+check: build
 	ctest --test-dir $(BUILD_DIR) --output-on-failure -j $(JOBS)
+
+test: check
+	scripts/sanitizer-tests asan
+	scripts/sanitizer-tests tsan
+	tests/fuzz/run $(FUZZ_SECONDS)
 
 bench: build
 	$(BUILD_DIR)/bin/labhost-bench
@@ -46,5 +55,5 @@ deb: deps
 	@ls build-deb/*.deb
 
 clean:
-	rm -rf $(BUILD_DIR) build-deb
+	rm -rf $(BUILD_DIR) build-deb build-asan build-tsan build-fuzz
 	find plugins -name '*.so' -delete

@@ -480,6 +480,16 @@ int supervisor::run() {
     int ready = ::poll(fds.data(), fds.size(), poll_timeout_ms());
     if (ready < 0 && errno != EINTR) throw std::runtime_error(std::string("poll: ") + std::strerror(errno));
 
+    // Children's output first: `watched` points into children_, which the steps below may
+    // change (a reaped child removed by reload is erased).
+    std::size_t index = 2;
+    std::vector<int> requests;
+    for (int fd : control_clients_) {
+      if (fds[index++].revents) requests.push_back(fd);
+    }
+    for (std::size_t i = 0; i < watched.size(); ++i)
+      if (fds[index + i].revents && watched[i]->output_fd >= 0) on_child_output(*watched[i]);
+    watched.clear();
     if (fds[0].revents) {
       signalfd_siginfo info;
       while (::read(signal_fd_, &info, sizeof info) == sizeof info) {
@@ -490,15 +500,7 @@ int supervisor::run() {
           reload_reply();
         }
       }
-      reap_children();
     }
-    std::size_t index = 2;
-    std::vector<int> requests;
-    for (int fd : control_clients_) {
-      if (fds[index++].revents) requests.push_back(fd);
-    }
-    for (std::size_t i = 0; i < watched.size(); ++i)
-      if (fds[index + i].revents && watched[i]->output_fd >= 0) on_child_output(*watched[i]);
     for (int fd : requests) on_control_request(fd);
     if (fds[1].revents) on_control_connection();
     reap_children();

@@ -56,11 +56,11 @@ class test_host {
   }
   std::filesystem::path config() const { return dir_.path() / "host.json"; }
 
-  test_process& up() {
-    up_ = std::make_unique<test_process>(
-        std::vector<std::string>{(bin_dir() / "labhost").string(), "up", "--config", config().string(),
-                                 "--log-level", "debug"},
-        (dir_.path() / "up.log").string(), true);
+  /// Starts `labhost up`; at debug level unless `host_json_level` (then host.json's level).
+  test_process& up(bool host_json_level = false) {
+    std::vector<std::string> argv{(bin_dir() / "labhost").string(), "up", "--config", config().string()};
+    if (!host_json_level) argv.insert(argv.end(), {"--log-level", "debug"});
+    up_ = std::make_unique<test_process>(argv, (dir_.path() / "up.log").string(), true);
     return *up_;
   }
   test_process& up_process() { return *up_; }
@@ -271,4 +271,22 @@ BOOST_AUTO_TEST_CASE(a_killed_supervisor_leaves_no_orphan_daemon) {
   BOOST_TEST(eventually([&] { return process_gone(daemon_pid); }));
   h.up();  // and the next up starts cleanly on the same state directory
   BOOST_TEST(eventually([&] { return answers(port, "laser", "wavelength"); }), h.log());
+}
+
+BOOST_AUTO_TEST_CASE(logs_go_to_the_file_host_json_names_with_role_and_service) {
+  const auto port = free_port();
+  test_host h(R"("logging": {"level": "info", "file": "logs/labhost.log", "rotate_mib": 1, "keep": 2},
+      "daemons": {"main": {"address": ")" + addr(port) + R"(", "services": {"laser": {"driver": "sim_laser"}}}})");
+  auto& up = h.up(true);
+  BOOST_TEST_REQUIRE(eventually([&] { return answers(port, "laser", "wavelength"); }), h.log());
+  auto read_log = [&] {
+    std::ifstream in(h.folder() / "logs" / "labhost.log");
+    return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  };
+  BOOST_TEST(eventually([&] { return read_log().find("info [daemon main] laser ready (sim_laser)") != std::string::npos; }),
+             read_log());
+  BOOST_TEST(read_log().find("info [supervisor] labhost up on") != std::string::npos, read_log());
+  BOOST_TEST(read_log().find("debug") == std::string::npos, read_log());  // level info
+  up.signal(SIGTERM);
+  BOOST_TEST(up.wait_or_kill(30s) == 0);
 }
