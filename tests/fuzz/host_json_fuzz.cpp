@@ -1,6 +1,7 @@
 // libFuzzer target: the host.json loader, on any text.
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <string_view>
@@ -18,6 +19,10 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
   std::filesystem::create_directories(folder / "plugins");
   for (const char* name : {"sim_laser.so", "sim_stage.so", "sim_camera.so"})
     std::ofstream(folder / "plugins" / name) << "";
+  std::atexit([] {
+    std::error_code ec;
+    std::filesystem::remove_all(folder, ec);
+  });
   return 0;
 }
 

@@ -7,6 +7,7 @@
 
 #include <boost/test/unit_test.hpp>
 #include <cstring>
+#include <fstream>
 #include <set>
 
 #include "labhost/value_codec.h"
@@ -244,4 +245,64 @@ BOOST_AUTO_TEST_CASE(a_connection_over_the_maximum_gets_busy_and_the_daemon_keep
     }
   }
   BOOST_TEST(connected);
+}
+
+namespace {
+std::size_t resident_kib(pid_t pid) {
+  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(status, line))
+    if (line.rfind("VmRSS:", 0) == 0) return std::stoul(line.substr(6));
+  return 0;
+}
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(a_barrage_of_hostile_clients_leaves_the_daemon_serving_and_its_memory_near_where_it_was) {
+  test_daemon d(R"({"echo": {"driver": "test_echo"}})", R"("max_frame_bytes": 1048576, "handshake_timeout_s": 0.5)");
+  auto well_behaved = d.connect();
+  BOOST_TEST(well_behaved->call("echo", "add", {1, 1}).as_int() == 2);
+  const std::size_t before = resident_kib(d.process().pid());
+  for (int round = 0; round < 60; ++round) {  // bounded: 60 rounds of 5 hostile clients
+    {
+      raw_socket garbage(d.port());
+      garbage.send(std::vector<std::uint8_t>(512, static_cast<std::uint8_t>(round)));
+    }
+    {
+      raw_socket oversized(d.port());
+      oversized.hello();
+      std::vector<std::uint8_t> head(header_size);
+      frame_header h;
+      h.type = message_type::call;
+      h.payload_size = 1048577;
+      write_header(h, std::span<std::uint8_t, header_size>(head.data(), header_size));
+      oversized.send(head);
+    }
+    {
+      raw_socket deep(d.port());
+      deep.hello();
+      std::vector<std::uint8_t> nested;
+      for (int i = 0; i < 2000; ++i) nested.insert(nested.end(), {6, 1, 0, 0, 0});
+      nested.push_back(0);
+      deep.send(make_frame(message_type::call, 1, nested));
+    }
+    {
+      raw_socket truncated(d.port());
+      truncated.hello();
+      auto f = encode_frame(message_type::call, 2, to_value(call_message{"echo", "echo", {bytes{std::vector<std::uint8_t>(100000, 7)}}, {}}));
+      f.resize(f.size() / 2);
+      truncated.send(f);
+    }
+    {
+      raw_socket big(d.port());  // a large valid call, then gone before the reply is read
+      big.hello();
+      big.send(encode_frame(message_type::call, 3, to_value(call_message{"echo", "echo", {bytes{std::vector<std::uint8_t>(500000, 9)}}, {}})));
+    }
+    BOOST_TEST_REQUIRE(well_behaved->call("echo", "add", {round, 1}).as_int() == round + 1);
+  }
+  // Every hostile connection is gone: its buffers were given back.
+  for (int i = 0; i < 1000 && d.connect()->call("echo", "add", {0, 0}).as_int() != 0; ++i) {
+  }
+  const std::size_t after = resident_kib(d.process().pid());
+  BOOST_TEST_MESSAGE("daemon resident memory: " << before << " KiB before, " << after << " KiB after 300 hostile clients");
+  BOOST_TEST(after < before + 16 * 1024, "grew from " << before << " KiB to " << after << " KiB");
 }
