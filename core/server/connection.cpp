@@ -125,45 +125,26 @@ void connection::on_frame(const protocol::frame_header& header) {
     do_read_header();
     return;
   }
-  switch (header.type) {
-    case message_type::hello:
-      handle_hello(id, *payload);
-      do_read_header();  // after hello is done, so no later frame runs before the session exists
-      return;
-    case message_type::authenticate:
-      handle_authenticate(id, *payload);
-      do_read_header();
-      return;
-    case message_type::describe:
-      handle_describe(id, *payload);
-      do_read_header();
-      return;
-    case message_type::call:
-    {
-      auto caller = session_;  // taken before the next read, which may run a hello elsewhere
-      do_read_header();        // first, so the next request is read while this call runs
-      handle_call(id, std::move(*payload), std::move(caller));
-    }
-      return;
-    case message_type::lock:
-      handle_lock(id, *payload);
-      do_read_header();
-      return;
-    case message_type::unlock:
-      handle_unlock(id, *payload);
-      do_read_header();
-      return;
-    case message_type::lock_status:
-      handle_lock_status(id, *payload);
-      do_read_header();
-      return;
-    default:
-      send_error(id, {errc::bad_message,
-                      "a client does not send " +
-                          std::string(protocol::message_type_name(header.type)) + " messages"});
-      do_read_header();
-      return;
+  if (header.type == message_type::call) {
+    auto caller = session_;  // taken before the next read, which may run a hello elsewhere
+    do_read_header();        // first, so the next request is read while this call runs
+    handle_call(id, std::move(*payload), std::move(caller));
+    return;
   }
+  // Everything else is quick and handled before the next frame is read: hello in particular,
+  // so that no later frame runs before the session exists.
+  switch (header.type) {
+    case message_type::hello: handle_hello(id, *payload); break;
+    case message_type::authenticate: handle_authenticate(id, *payload); break;
+    case message_type::describe: handle_describe(id, *payload); break;
+    case message_type::lock: handle_lock(id, *payload); break;
+    case message_type::unlock: handle_unlock(id, *payload); break;
+    case message_type::lock_status: handle_lock_status(id, *payload); break;
+    default:
+      send_error(id, {errc::bad_message, "a client does not send " +
+                                             std::string(protocol::message_type_name(header.type)) + " messages"});
+  }
+  do_read_header();
 }
 
 void connection::handle_hello(std::uint32_t request_id, const value& payload) {

@@ -11,6 +11,7 @@
 
 using namespace labhost;
 using labhost::testing::test_daemon;
+using labhost::testing::error_of;
 
 namespace {
 
@@ -28,17 +29,6 @@ const std::string echo_services = R"({
   "refused": {"driver": "test_abi_major2"}
 })";
 
-/// Runs `body` and returns the typed error it throws (fails the test when it does not).
-template <typename Body>
-error error_of(Body&& body) {
-  try {
-    body();
-  } catch (const remote_error& e) {
-    return e.get();
-  }
-  BOOST_FAIL("expected a remote_error");
-  return {};
-}
 
 }  // namespace
 

@@ -13,6 +13,7 @@
 #include "labhost/value_codec.h"
 #include "protocol/frame.h"
 #include "protocol/messages.h"
+#include "raw_client.h"
 #include "test_daemon.h"
 
 using namespace labhost;
@@ -21,59 +22,7 @@ using labhost::testing::test_daemon;
 
 namespace {
 
-/// A raw TCP connection that sends whatever bytes a test wants.
-class raw_socket {
- public:
-  explicit raw_socket(std::uint16_t port) {
-    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    BOOST_TEST_REQUIRE(::connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
-    timeval tv{30, 0};  // a safety net: replies are expected at once
-    ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  }
-  ~raw_socket() { ::close(fd_); }
-
-  void send(const std::vector<std::uint8_t>& bytes) {
-    BOOST_TEST_REQUIRE(::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(bytes.size()));
-  }
-  /// The next frame's header and decoded payload; nullopt when the daemon closed.
-  std::optional<std::pair<frame_header, value>> receive() {
-    std::array<std::uint8_t, header_size> head;
-    if (!read_exact(head.data(), head.size())) return std::nullopt;
-    auto h = parse_header(head, default_max_payload);
-    BOOST_TEST_REQUIRE(h.ok());
-    std::vector<std::uint8_t> payload(h->payload_size);
-    BOOST_TEST_REQUIRE(read_exact(payload.data(), payload.size()));
-    auto v = decode_payload(payload);
-    BOOST_TEST_REQUIRE(v.ok());
-    return std::make_pair(*h, *v);
-  }
-  bool closed_by_peer() {
-    char byte;
-    return ::recv(fd_, &byte, 1, 0) == 0;
-  }
-  void hello() {
-    send(encode_frame(message_type::hello, 1, to_value(hello_message{"hostile@test", 1, 1, 1, "", {}})));
-    auto reply = receive();
-    BOOST_TEST_REQUIRE(reply.has_value());
-    BOOST_TEST_REQUIRE((reply->first.type == message_type::welcome));
-  }
-
- private:
-  bool read_exact(std::uint8_t* p, std::size_t n) {
-    std::size_t got = 0;
-    while (got < n) {
-      ssize_t r = ::recv(fd_, p + got, n - got, 0);
-      if (r <= 0) return false;
-      got += static_cast<std::size_t>(r);
-    }
-    return true;
-  }
-  int fd_;
-};
+using raw_socket = labhost::testing::raw_client;
 
 errc error_code_of(const value& payload) { return parse_error(payload).code; }
 

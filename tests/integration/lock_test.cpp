@@ -29,16 +29,6 @@ std::shared_ptr<client> connect_as(const test_daemon& d, const std::string& name
   return d.connect(o);
 }
 
-template <typename Body>
-error error_of(Body&& body) {
-  try {
-    body();
-  } catch (const remote_error& e) {
-    return e.get();
-  }
-  BOOST_FAIL("expected a remote_error");
-  return {};
-}
 
 /// `labctl lock ADDRESS --hold` in its own process: the holder the tests kill and freeze.
 std::unique_ptr<test_process> start_holder(const test_daemon& d, const std::string& service,

@@ -19,16 +19,6 @@ const std::string services = R"({
   "laser": {"driver": "sim_laser", "description": "Tunable laser", "metadata": {"room": "B12"}},
   "powermeter": {"driver": "sim_powermeter"}})";
 
-template <typename Body>
-error error_of(Body&& body) {
-  try {
-    body();
-  } catch (const remote_error& e) {
-    return e.get();
-  }
-  BOOST_FAIL("expected a remote_error");
-  return {};
-}
 
 std::shared_ptr<client> connect_to(const test_nameserver& ns, const std::string& name) {
   client_options o;

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <memory>
+#include <stdexcept>
 #include <string>
 
 #include "labhost/client.h"
@@ -59,6 +60,17 @@ class test_daemon {
   std::unique_ptr<test_process> process_;
   std::uint16_t port_ = 0;
 };
+
+/// Runs `body` and returns the typed error it throws; throws when it throws none.
+template <typename Body>
+error error_of(Body&& body) {
+  try {
+    body();
+  } catch (const remote_error& e) {
+    return e.get();
+  }
+  throw std::runtime_error("expected a remote_error, but the request succeeded");
+}
 
 /// A `labhost ns` process on loopback (port 0: a free one).
 class test_nameserver {

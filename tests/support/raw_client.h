@@ -1,0 +1,39 @@
+// raw_client.h: a loopback TCP connection that sends whatever bytes a test wants and reads
+// frames back, to play a client (well-behaved or hostile) by hand.
+#ifndef LABHOST_TESTS_RAW_CLIENT_H
+#define LABHOST_TESTS_RAW_CLIENT_H
+
+#include <cstdint>
+#include <optional>
+#include <utility>
+#include <vector>
+
+#include "protocol/frame.h"
+#include "labhost/value.h"
+
+namespace labhost::testing {
+
+class raw_client {
+ public:
+  /// Connects to 127.0.0.1:port; a reply that takes over 30 s counts as none (a safety net).
+  explicit raw_client(std::uint16_t port);
+  ~raw_client();
+  raw_client(const raw_client&) = delete;
+  raw_client& operator=(const raw_client&) = delete;
+
+  void send(const std::vector<std::uint8_t>& bytes);
+  /// The next frame's header and decoded payload; nullopt when the daemon closed.
+  std::optional<std::pair<protocol::frame_header, value>> receive();
+  /// True when the daemon closed the connection (reads one byte to find out).
+  bool closed_by_peer();
+  /// Says hello as `client_name` and requires a welcome.
+  void hello(const std::string& client_name = "raw@test");
+
+ private:
+  bool read_exact(std::uint8_t* data, std::size_t size);
+  int fd_;
+};
+
+}  // namespace labhost::testing
+
+#endif  // LABHOST_TESTS_RAW_CLIENT_H
