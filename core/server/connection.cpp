@@ -15,6 +15,9 @@ namespace labhost::server {
 namespace asio = boost::asio;
 using protocol::message_type;
 
+// The largest frame accepted from a connection without a session (hello, authenticate).
+constexpr std::uint32_t pre_handshake_max_payload = 64 * 1024;
+
 connection::connection(asio::ip::tcp::socket socket, std::shared_ptr<daemon_state> state)
     : socket_(std::move(socket)), state_(std::move(state)), handshake_timer_(state_->io) {
   boost::system::error_code ec;
@@ -61,8 +64,14 @@ void connection::do_read_header() {
                        self->on_disconnect(ec == asio::error::eof);
                        return;
                      }
-                     auto parsed = protocol::parse_header(self->header_bytes_,
-                                                          self->state_->config.max_frame_bytes);
+                     // Before the handshake only small frames are accepted (hello and
+                     // authenticate are tiny): a stranger cannot make the daemon hold
+                     // max_frame_bytes per connection.
+                     const std::uint32_t limit = self->session_ ? self->state_->config.max_frame_bytes
+                                                                : std::min<std::uint32_t>(
+                                                                      self->state_->config.max_frame_bytes,
+                                                                      pre_handshake_max_payload);
+                     auto parsed = protocol::parse_header(self->header_bytes_, limit);
                      if (!parsed) {
                        // The stream cannot be resynchronised after a bad header: say why, then close.
                        LABHOST_LOG(warning) << self->peer_ << ": " << parsed.err().to_string();

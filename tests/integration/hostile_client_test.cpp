@@ -261,3 +261,28 @@ BOOST_AUTO_TEST_CASE(a_barrage_of_hostile_clients_leaves_the_daemon_serving_and_
   BOOST_TEST(after < before + 16 * 1024, "grew from " << before << " KiB to " << after << " KiB");
 #endif
 }
+
+BOOST_AUTO_TEST_CASE(before_hello_only_small_frames_are_accepted) {
+  test_daemon d(R"({"echo": {"driver": "test_echo"}})");  // max_frame_bytes: the default 64 MiB
+  raw_socket s(d.port());
+  std::vector<std::uint8_t> head(header_size);
+  frame_header h;
+  h.type = message_type::hello;
+  h.payload_size = 65537;  // under max_frame_bytes, over what a stranger may send
+  write_header(h, std::span<std::uint8_t, header_size>(head.data(), header_size));
+  s.send(head);
+  auto reply = s.receive();
+  BOOST_TEST_REQUIRE(reply.has_value());
+  BOOST_TEST((error_code_of(reply->second) == errc::bad_frame));
+  BOOST_TEST(parse_error(reply->second).message.find("exceeds the maximum of 65536") != std::string::npos);
+  BOOST_TEST(s.closed_by_peer());
+  // After hello the daemon's own maximum applies: a 1 MiB call is read and answered.
+  raw_socket t(d.port());
+  t.hello();
+  t.send(encode_frame(message_type::call, 2,
+                      to_value(call_message{"echo", "echo", {bytes{std::vector<std::uint8_t>(1 << 20, 5)}}, {}})));
+  auto answer = t.receive();
+  BOOST_TEST_REQUIRE(answer.has_value());
+  BOOST_TEST(answer->second.as_bytes().data.size() == (1u << 20));
+}
+
