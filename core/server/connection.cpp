@@ -348,15 +348,22 @@ service_slot* connection::service_or_reply(std::uint32_t request_id, const std::
   return slot;
 }
 
+service_slot* connection::lockable_service_or_reply(std::uint32_t request_id, const std::string& name) {
+  service_slot* slot = service_or_reply(request_id, name);
+  if (slot != nullptr && !state_->config.lockable) {
+    send_error(request_id, {errc::not_lockable,
+                            "daemon " + state_->config.name + " is shared: its services cannot be locked"});
+    return nullptr;
+  }
+  return slot;
+}
+
 void connection::handle_lock(std::uint32_t request_id, const value& payload) {
   if (!session_) return send_error(request_id, {errc::bad_message, "send hello before lock"});
   auto request = protocol::parse_lock(payload);
   if (!request) return send_error(request_id, request.err());
-  service_slot* slot = service_or_reply(request_id, request->service);
+  service_slot* slot = lockable_service_or_reply(request_id, request->service);
   if (slot == nullptr) return;
-  if (!state_->config.lockable)
-    return send_error(request_id, {errc::not_lockable, "daemon " + state_->config.name +
-                                                           " is shared: its services cannot be locked"});
   auto outcome = slot->svc->try_lock(session_->info());
   if (outcome != service::service::lock_result::held_by_other) {
     if (outcome == service::service::lock_result::granted)
@@ -398,11 +405,8 @@ void connection::handle_unlock(std::uint32_t request_id, const value& payload) {
   if (!session_) return send_error(request_id, {errc::bad_message, "send hello before unlock"});
   auto request = protocol::parse_unlock(payload);
   if (!request) return send_error(request_id, request.err());
-  service_slot* slot = service_or_reply(request_id, request->service);
+  service_slot* slot = lockable_service_or_reply(request_id, request->service);
   if (slot == nullptr) return;
-  if (!state_->config.lockable)
-    return send_error(request_id, {errc::not_lockable, "daemon " + state_->config.name +
-                                                           " is shared: its services cannot be locked"});
   if (request->force) {
     if (state_->admin_secret.empty())
       return send_error(request_id, {errc::not_authorised,

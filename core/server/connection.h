@@ -60,6 +60,8 @@ class connection : public std::enable_shared_from_this<connection> {
   void handle_lock_status(std::uint32_t request_id, const value& payload);
   /// The service a request names, or null after replying no_such_service.
   service_slot* service_or_reply(std::uint32_t request_id, const std::string& name);
+  /// The same, also replying not_lockable (and returning null) on a shared daemon.
+  service_slot* lockable_service_or_reply(std::uint32_t request_id, const std::string& name);
   /// The connection ended: an orderly close ends the session, a broken one only detaches it.
   void on_disconnect(bool orderly);
 

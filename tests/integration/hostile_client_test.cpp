@@ -26,6 +26,17 @@ using raw_socket = labhost::testing::raw_client;
 
 errc error_code_of(const value& payload) { return parse_error(payload).code; }
 
+/// A frame header announcing `payload_size` bytes, sent without them.
+std::vector<std::uint8_t> header_only(message_type type, std::uint32_t request_id, std::uint32_t payload_size) {
+  std::vector<std::uint8_t> head(header_size);
+  frame_header h;
+  h.type = type;
+  h.request_id = request_id;
+  h.payload_size = payload_size;
+  write_header(h, std::span<std::uint8_t, header_size>(head.data(), header_size));
+  return head;
+}
+
 struct daemon_fixture {
   test_daemon d{R"({"echo": {"driver": "test_echo"}})", R"("max_frame_bytes": 65536)"};
   void still_serves() {
@@ -70,13 +81,7 @@ BOOST_AUTO_TEST_CASE(another_protocol_version_gets_unsupported_version) {
 BOOST_AUTO_TEST_CASE(a_length_over_the_maximum_is_refused_before_reading_it) {
   raw_socket s(d.port());
   s.hello();
-  std::vector<std::uint8_t> head(header_size);
-  frame_header h;
-  h.type = message_type::call;
-  h.request_id = 5;
-  h.payload_size = 65537;  // one over max_frame_bytes; the payload is never sent
-  write_header(h, std::span<std::uint8_t, header_size>(head.data(), header_size));
-  s.send(head);
+  s.send(header_only(message_type::call, 5, 65537));  // one over max_frame_bytes; no payload follows
   auto reply = s.receive();
   BOOST_TEST_REQUIRE(reply.has_value());
   BOOST_TEST((error_code_of(reply->second) == errc::bad_frame));
@@ -219,12 +224,7 @@ BOOST_AUTO_TEST_CASE(a_barrage_of_hostile_clients_leaves_the_daemon_serving_and_
     {
       raw_socket oversized(d.port());
       oversized.hello();
-      std::vector<std::uint8_t> head(header_size);
-      frame_header h;
-      h.type = message_type::call;
-      h.payload_size = 1048577;
-      write_header(h, std::span<std::uint8_t, header_size>(head.data(), header_size));
-      oversized.send(head);
+      oversized.send(header_only(message_type::call, 1, 1048577));
     }
     {
       raw_socket deep(d.port());
@@ -265,12 +265,7 @@ BOOST_AUTO_TEST_CASE(a_barrage_of_hostile_clients_leaves_the_daemon_serving_and_
 BOOST_AUTO_TEST_CASE(before_hello_only_small_frames_are_accepted) {
   test_daemon d(R"({"echo": {"driver": "test_echo"}})");  // max_frame_bytes: the default 64 MiB
   raw_socket s(d.port());
-  std::vector<std::uint8_t> head(header_size);
-  frame_header h;
-  h.type = message_type::hello;
-  h.payload_size = 65537;  // under max_frame_bytes, over what a stranger may send
-  write_header(h, std::span<std::uint8_t, header_size>(head.data(), header_size));
-  s.send(head);
+  s.send(header_only(message_type::hello, 1, 65537));  // under max_frame_bytes, over a stranger's limit
   auto reply = s.receive();
   BOOST_TEST_REQUIRE(reply.has_value());
   BOOST_TEST((error_code_of(reply->second) == errc::bad_frame));
