@@ -1,6 +1,5 @@
 #include "bench_cases.h"
 
-#include <pwd.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -62,15 +61,6 @@ namespace {
 
 double microseconds(clock_type::duration d) { return std::chrono::duration<double, std::micro>(d).count(); }
 
-/// The name the client library sends in hello when none is set ("user@host"), so that the
-/// measured hello has the size a default client's has.
-std::string default_client_name() {
-  std::string user = "unknown";
-  if (const passwd* pw = ::getpwuid(::getuid())) user = pw->pw_name;
-  char host[256] = {};
-  ::gethostname(host, sizeof host - 1);
-  return user + "@" + host;
-}
 
 /// Sends one frame and reads the reply frame; its size, header included.
 std::size_t exchange(int fd, const std::vector<std::uint8_t>& frame, message_type expected) {
@@ -147,7 +137,7 @@ frame_sizes probe_frame_sizes(std::uint16_t daemon_port) {
   auto fd = connect_loopback(daemon_port);
   frame_sizes s;
   protocol::hello_message hello;
-  hello.client_name = default_client_name();
+  hello.client_name = labhost::default_client_name();  // the size a default client's hello has
   hello.pid = ::getpid();
   auto hello_frame = protocol::encode_frame(message_type::hello, 1, protocol::to_value(hello));
   s.hello = hello_frame.size();

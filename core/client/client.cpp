@@ -48,13 +48,6 @@ std::string secret_from_environment() {
   return first == std::string::npos ? std::string() : line.substr(first, last - first + 1);
 }
 
-std::string default_client_name() {
-  std::string user = "unknown";
-  if (const passwd* pw = ::getpwuid(::getuid())) user = pw->pw_name;
-  char host[256] = {};
-  ::gethostname(host, sizeof host - 1);
-  return user + "@" + host;
-}
 
 /// A reply waiting for its request id.
 struct pending_reply {
@@ -620,6 +613,14 @@ service_proxy service_proxy::connect(std::string_view address, client_options op
   if (a.service.empty())
     fail(errc::bad_address, "\"" + std::string(address) + "\" names no service (lab://HOST:PORT/SERVICE)");
   return service_proxy(client::connect(a.host, a.port, std::move(options)), a.service);
+}
+
+std::string default_client_name() {
+  std::string user = "unknown";
+  if (const passwd* pw = ::getpwuid(::getuid())) user = pw->pw_name;
+  char host[256] = {};
+  ::gethostname(host, sizeof host - 1);
+  return user + "@" + host;
 }
 
 std::string default_nameserver() {

@@ -19,6 +19,7 @@ import labhost
 from conftest import LEASE_S, LOCK_SERVICES
 from daemon_process import DaemonProcess, write_secret_file
 from labhost import codec, protocol
+from frames import read_frame
 from relay import Relay
 
 SECRET = "correct horse battery staple"
@@ -211,23 +212,6 @@ def _frame(message_type, request_id, value):
     return protocol.frame_bytes(message_type, request_id, value)
 
 
-def _read_frame(conn):
-    data = b""
-    while len(data) < 16:
-        chunk = conn.recv(16 - len(data))
-        if not chunk:
-            return None
-        data += chunk
-    message_type, _, request_id, size = protocol.parse_header(data)
-    payload = b""
-    while len(payload) < size:
-        chunk = conn.recv(size - len(payload))
-        if not chunk:
-            return None
-        payload += chunk
-    return message_type, request_id, codec.decode(payload)
-
-
 class FakeAuthDaemon:
     """The daemon's side of the handshake, written from the protocol's description (not with
     the client's own functions). `secret`: the daemon's; `impostor`: send a proof made with
@@ -257,7 +241,7 @@ class FakeAuthDaemon:
     def _serve(self, conn, frames):
         try:
             conn.settimeout(30)
-            hello = _read_frame(conn)
+            hello = read_frame(conn)
             frames.append(hello)
             client_nonce = hello[2].get("client_nonce")
             if not isinstance(client_nonce, bytes) or len(client_nonce) != 32:
@@ -269,7 +253,7 @@ class FakeAuthDaemon:
             conn.sendall(_frame(protocol.CHALLENGE, hello[1], {
                 "server_nonce": server_nonce,
                 "server_proof": _hmac(proof_secret, b"labhost-server", client_nonce, server_nonce)}))
-            answer = _read_frame(conn)
+            answer = read_frame(conn)
             frames.append(answer)
             if answer is None:
                 return
@@ -282,7 +266,7 @@ class FakeAuthDaemon:
                 "version": 1, "session_token": "a" * 32, "daemon": "fake", "server_version": "0",
                 "lease_ms": 0, "resumed": False}))
             while True:
-                request = _read_frame(conn)
+                request = read_frame(conn)
                 frames.append(request)
                 if request is None or request[0] == protocol.GOODBYE:
                     return

@@ -11,6 +11,8 @@ import pytest
 import labhost
 from labhost import codec, protocol
 
+from frames import read_frame
+
 
 def frame(message_type, request_id, payload_bytes, magic=b"LHST", version=1, size=None):
     size = len(payload_bytes) if size is None else size
@@ -46,26 +48,9 @@ class FakeDaemon:
             self.connections.append(conn)
             threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
-    @staticmethod
-    def _read_frame(conn):
-        data = b""
-        while len(data) < 16:
-            chunk = conn.recv(16 - len(data))
-            if not chunk:
-                return None
-            data += chunk
-        message_type, _, request_id, size = protocol.parse_header(data)
-        payload = b""
-        while len(payload) < size:
-            chunk = conn.recv(size - len(payload))
-            if not chunk:
-                return None
-            payload += chunk
-        return message_type, request_id, codec.decode(payload)
-
     def _serve(self, conn):
         try:
-            hello = self._read_frame(conn)
+            hello = read_frame(conn)
             if self.answer_hello is not None:
                 conn.sendall(self.answer_hello(hello[1]))
                 return
@@ -73,7 +58,7 @@ class FakeDaemon:
                        "server_version": "0", "lease_ms": 0, "resumed": False}
             conn.sendall(frame(protocol.WELCOME, hello[1], codec.encode(welcome)))
             while True:
-                request = self._read_frame(conn)
+                request = read_frame(conn)
                 if request is None or request[0] == protocol.GOODBYE:
                     break
                 reply = self.script(request[1], request[2])

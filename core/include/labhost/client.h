@@ -141,6 +141,9 @@ class service_proxy {
   std::string service_;
 };
 
+/// The client name sent when client_options::client_name is empty: "user@host".
+std::string default_client_name();
+
 // --- The nameserver.
 
 /// A registered name.
