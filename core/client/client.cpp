@@ -23,6 +23,7 @@
 #include "../protocol/auth.h"
 #include "../protocol/frame.h"
 #include "../protocol/messages.h"
+#include "tls_link.h"
 
 namespace labhost {
 
@@ -32,6 +33,11 @@ namespace {
 
 [[noreturn]] void fail(errc code, std::string message) {
   throw remote_error(error{code, std::move(message)});
+}
+
+std::string environment(const char* name) {
+  const char* text = std::getenv(name);
+  return text ? text : "";
 }
 
 std::string secret_from_environment() {
@@ -104,13 +110,76 @@ int connect_socket(const std::string& host, std::uint16_t port, std::chrono::mil
   fail(errc::connection_lost, "cannot connect to " + host + ":" + std::to_string(port) + ": " + last_error);
 }
 
+/// One connection to a daemon: its socket, with TLS over it when the client uses TLS.
+struct link {
+  int fd = -1;
+  std::unique_ptr<client_detail::tls_link> tls;  // before fd: it is torn down first
+
+  link() = default;
+  link(link&& other) noexcept : fd(std::exchange(other.fd, -1)), tls(std::move(other.tls)) {}
+  link& operator=(link&& other) noexcept {
+    if (this != &other) {
+      close();
+      fd = std::exchange(other.fd, -1);
+      tls = std::move(other.tls);
+    }
+    return *this;
+  }
+  ~link() { close(); }
+
+  void close() {
+    tls.reset();
+    if (fd >= 0) ::close(fd);
+    fd = -1;
+  }
+
+  /// Writes a whole frame. Throws remote_error(connection_lost).
+  void send_all(const std::vector<std::uint8_t>& frame) {
+    if (tls) return tls->write_all(frame.data(), frame.size());
+    std::size_t sent = 0;
+    while (sent < frame.size()) {
+      ssize_t n = ::send(fd, frame.data() + sent, frame.size() - sent, MSG_NOSIGNAL);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) fail(errc::connection_lost, std::string("send failed: ") + std::strerror(errno));
+      sent += static_cast<std::size_t>(n);
+    }
+  }
+
+  /// Reads exactly `size` bytes; waits at most until `deadline` when it is set.
+  std::optional<error> read_exact(std::uint8_t* data, std::size_t size,
+                                  std::optional<std::chrono::steady_clock::time_point> deadline,
+                                  std::size_t* read_so_far = nullptr) {
+    std::size_t local_count = 0;
+    std::size_t& got = read_so_far ? *read_so_far : local_count;
+    if (tls) return tls->read_exact(data, size, deadline, got);
+    got = 0;
+    while (got < size) {
+      if (deadline) {
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(*deadline - std::chrono::steady_clock::now());
+        if (left.count() <= 0) return error{errc::timeout, "no reply in time"};
+        pollfd p{fd, POLLIN, 0};
+        int r = ::poll(&p, 1, static_cast<int>(left.count()));
+        if (r == 0) return error{errc::timeout, "no reply in time"};
+        if (r < 0 && errno != EINTR) return error{errc::connection_lost, std::strerror(errno)};
+        if (r < 0) continue;
+      }
+      ssize_t n = ::recv(fd, data + got, size - got, 0);
+      if (n < 0 && errno == EINTR) continue;
+      if (n == 0) return error{errc::connection_lost, "the daemon closed the connection"};
+      if (n < 0) return error{errc::connection_lost, std::string("recv failed: ") + std::strerror(errno)};
+      got += static_cast<std::size_t>(n);
+    }
+    return std::nullopt;
+  }
+};
+
 }  // namespace
 
 // Leader/follower on one blocking socket: a caller waiting for its reply either becomes the
 // reader (reads frames and hands each to its waiter) or sleeps until a reader hands it its
 // reply. A lone sequential caller thus reads its own reply: no thread hop, no extra wakeup.
 struct client::impl {
-  int fd = -1;
+  link conn;  // replaced under write_mutex (and state_mutex) by resume()
   std::string host;
   std::uint16_t port = 0;
   client_options options;
@@ -132,7 +201,7 @@ struct client::impl {
   std::optional<error> broken;  // set once the connection is unusable
   std::uint32_t next_id = 1;
   std::atomic<bool> closing_requested{false};  // close() was called: never reconnect
-  std::atomic<std::uint64_t> generation{0};    // bumped (under write_mutex) when fd is replaced
+  std::atomic<std::uint64_t> generation{0};    // bumped (under write_mutex) when conn is replaced
   std::atomic<std::int64_t> lease_ms{0};       // the current welcome's lease, for heartbeats
 
   /// A connection that broke can be replaced; one that the daemon refused (busy) or that
@@ -142,10 +211,7 @@ struct client::impl {
     return broken && broken->code == errc::connection_lost && !closing_requested;
   }
 
-  ~impl() {
-    stop_heartbeats();
-    if (fd >= 0) ::close(fd);
-  }
+  ~impl() { stop_heartbeats(); }
 
   void stop_heartbeats() {
     {
@@ -183,17 +249,22 @@ struct client::impl {
   }
 
   /// Opens a connection and says hello on it, before anyone else may use it.
-  std::pair<int, protocol::welcome_message> open_connection(const std::string& token) {
-    int new_fd = connect_socket(host, port, options.connect_timeout);
-    try {
+  std::pair<link, protocol::welcome_message> open_connection(const std::string& token) {
+    link new_conn;
+    new_conn.fd = connect_socket(host, port, options.connect_timeout);
+    auto deadline = std::chrono::steady_clock::now() + options.connect_timeout;
+    if (!options.tls_ca_file.empty())
+      new_conn.tls = std::make_unique<client_detail::tls_link>(
+          new_conn.fd, host,
+          client_detail::tls_settings{options.tls_ca_file, options.tls_cert_file, options.tls_key_file}, deadline);
+    {
       protocol::hello_message hello;
       hello.client_name = options.client_name;
       hello.pid = ::getpid();
       hello.session_token = token;
       if (!options.secret.empty()) hello.client_nonce = protocol::random_nonce();
-      auto deadline = std::chrono::steady_clock::now() + options.connect_timeout;
-      send_on(new_fd, protocol::encode_frame(message_type::hello, 1, protocol::to_value(hello)));
-      pending_reply reply = read_frame_on(new_fd, deadline);
+      new_conn.send_all(protocol::encode_frame(message_type::hello, 1, protocol::to_value(hello)));
+      pending_reply reply = read_frame_on(new_conn, deadline);
       if (reply.type == message_type::challenge) {
         // The daemon requires the secret: check its proof first, then give ours.
         auto challenge = protocol::parse_challenge(expect(std::move(reply), message_type::challenge));
@@ -205,28 +276,25 @@ struct client::impl {
           fail(errc::auth_failed, "the daemon could not prove it knows the secret");
         protocol::authenticate_message answer{
             protocol::client_proof(options.secret, challenge->server_nonce, hello.client_nonce)};
-        send_on(new_fd, protocol::encode_frame(message_type::authenticate, 2, protocol::to_value(answer)));
-        reply = read_frame_on(new_fd, deadline);
+        new_conn.send_all(protocol::encode_frame(message_type::authenticate, 2, protocol::to_value(answer)));
+        reply = read_frame_on(new_conn, deadline);
       }
       auto welcome_message = protocol::parse_welcome(expect(std::move(reply), message_type::welcome));
       if (!welcome_message) throw remote_error(welcome_message.err());
-      return {new_fd, std::move(*welcome_message)};
-    } catch (...) {
-      ::close(new_fd);
-      throw;
+      return {std::move(new_conn), std::move(*welcome_message)};
     }
   }
 
   /// Reads one whole frame from a connection nobody else uses yet (the handshake).
-  pending_reply read_frame_on(int socket, std::chrono::steady_clock::time_point deadline) {
+  pending_reply read_frame_on(link& socket, std::chrono::steady_clock::time_point deadline) {
     std::array<std::uint8_t, protocol::header_size> header_bytes;
-    if (auto e = read_exact_on(socket, header_bytes.data(), header_bytes.size(), deadline)) throw remote_error(*e);
+    if (auto e = socket.read_exact(header_bytes.data(), header_bytes.size(), deadline)) throw remote_error(*e);
     auto header = protocol::parse_header(header_bytes, options.max_frame_bytes);
     if (!header) throw remote_error(header.err());
     pending_reply reply;
     reply.type = header->type;
     reply.payload.resize(header->payload_size);
-    if (auto e = read_exact_on(socket, reply.payload.data(), reply.payload.size(), deadline)) throw remote_error(*e);
+    if (auto e = socket.read_exact(reply.payload.data(), reply.payload.size(), deadline)) throw remote_error(*e);
     return reply;
   }
 
@@ -240,12 +308,11 @@ struct client::impl {
       state_changed.wait(lock, [&] { return !reader_active; });
       token = welcome.session_token;
     }
-    auto [new_fd, new_welcome] = open_connection(token);
+    auto [new_conn, new_welcome] = open_connection(token);
     std::lock_guard lock(state_mutex);
     {
       std::lock_guard write_lock(write_mutex);
-      ::close(fd);
-      fd = new_fd;
+      conn = std::move(new_conn);
       generation.fetch_add(1);
     }
     welcome = std::move(new_welcome);
@@ -261,52 +328,8 @@ struct client::impl {
     std::lock_guard lock(write_mutex);
     if (generation.load() != expected_generation)
       fail(errc::connection_lost, "the connection was replaced before this request was sent");
-    send_on(fd, frame);
+    conn.send_all(frame);
   }
-
-  static void send_on(int socket, const std::vector<std::uint8_t>& frame) {
-    std::size_t sent = 0;
-    while (sent < frame.size()) {
-      ssize_t n = ::send(socket, frame.data() + sent, frame.size() - sent, MSG_NOSIGNAL);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) fail(errc::connection_lost, std::string("send failed: ") + std::strerror(errno));
-      sent += static_cast<std::size_t>(n);
-    }
-  }
-
-  std::optional<error> read_exact(std::uint8_t* data, std::size_t size,
-                                  std::optional<std::chrono::steady_clock::time_point> deadline,
-                                  std::size_t* read_so_far = nullptr) {
-    return read_exact_on(fd, data, size, deadline, read_so_far);
-  }
-
-  /// Reads exactly `size` bytes; waits at most until `deadline` when it is set.
-  static std::optional<error> read_exact_on(int fd, std::uint8_t* data, std::size_t size,
-                                            std::optional<std::chrono::steady_clock::time_point> deadline,
-                                            std::size_t* read_so_far = nullptr) {
-    std::size_t local_count = 0;
-    std::size_t& got = read_so_far ? *read_so_far : local_count;
-    got = 0;
-    while (got < size) {
-      if (deadline) {
-        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-            *deadline - std::chrono::steady_clock::now());
-        if (left.count() <= 0) return error{errc::timeout, "no reply in time"};
-        pollfd p{fd, POLLIN, 0};
-        int r = ::poll(&p, 1, static_cast<int>(left.count()));
-        if (r == 0) return error{errc::timeout, "no reply in time"};
-        if (r < 0 && errno != EINTR) return error{errc::connection_lost, std::strerror(errno)};
-        if (r < 0) continue;
-      }
-      ssize_t n = ::recv(fd, data + got, size - got, 0);
-      if (n < 0 && errno == EINTR) continue;
-      if (n == 0) return error{errc::connection_lost, "the daemon closed the connection"};
-      if (n < 0) return error{errc::connection_lost, std::string("recv failed: ") + std::strerror(errno)};
-      got += static_cast<std::size_t>(n);
-    }
-    return std::nullopt;
-  }
-
   /// Reads one frame and hands it to its waiter. Called by the reader only, unlocked.
   /// A failure here breaks the connection for everyone (the stream is out of step).
   std::optional<error> read_one(std::optional<std::chrono::steady_clock::time_point> deadline,
@@ -314,7 +337,7 @@ struct client::impl {
     std::array<std::uint8_t, protocol::header_size> header_bytes;
     timed_out = false;
     std::size_t header_read = 0;
-    if (auto e = read_exact(header_bytes.data(), header_bytes.size(), deadline, &header_read)) {
+    if (auto e = conn.read_exact(header_bytes.data(), header_bytes.size(), deadline, &header_read)) {
       // A timeout before any byte of a frame leaves the stream intact; one inside a header
       // does not (the rest of the frame would be taken for a new one).
       if (e->code == errc::timeout && header_read == 0) timed_out = true;
@@ -329,7 +352,7 @@ struct client::impl {
       // A bulk result (a camera frame) is usually one typed array: read its elements
       // straight into the array that the caller gets, with no intermediate copy.
       payload.resize(array_prefix);
-      if (auto e = read_exact(payload.data(), array_prefix, std::nullopt)) return e;
+      if (auto e = conn.read_exact(payload.data(), array_prefix, std::nullopt)) return e;
       std::uint32_t count;
       std::memcpy(&count, payload.data() + 2, 4);
       auto type = static_cast<element_type>(payload[1]);
@@ -338,15 +361,16 @@ struct client::impl {
         typed_array a;
         a.type = type;
         a.data.resize(header->payload_size - array_prefix);
-        if (auto e = read_exact(a.data.data(), a.data.size(), std::nullopt)) return e;
+        if (auto e = conn.read_exact(a.data.data(), a.data.size(), std::nullopt)) return e;
         array = value(std::move(a));
       } else {
         payload.resize(header->payload_size);
-        if (auto e = read_exact(payload.data() + array_prefix, payload.size() - array_prefix, std::nullopt)) return e;
+        if (auto e = conn.read_exact(payload.data() + array_prefix, payload.size() - array_prefix, std::nullopt))
+          return e;
       }
     } else {
       payload.resize(header->payload_size);
-      if (auto e = read_exact(payload.data(), payload.size(), std::nullopt)) return e;
+      if (auto e = conn.read_exact(payload.data(), payload.size(), std::nullopt)) return e;
     }
     if (header->request_id == 0 && header->type == message_type::error) {
       // Request id 0 is never used by requests: it carries a connection-level error (busy,
@@ -379,10 +403,10 @@ struct client::impl {
     pending.clear();
     if (abortive) {
       linger reset{1, 0};  // close() then sends RST
-      ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &reset, sizeof reset);
-      ::shutdown(fd, SHUT_RD);  // wakes a blocked reader without telling the daemon anything
+      ::setsockopt(conn.fd, SOL_SOCKET, SO_LINGER, &reset, sizeof reset);
+      ::shutdown(conn.fd, SHUT_RD);  // wakes a blocked reader without telling the daemon anything
     } else {
-      ::shutdown(fd, SHUT_RDWR);
+      ::shutdown(conn.fd, SHUT_RDWR);
     }
     state_changed.notify_all();
   }
@@ -500,9 +524,12 @@ std::shared_ptr<client> client::connect(const std::string& host, std::uint16_t p
   if (options.secret.empty()) options.secret = secret_from_environment();
   i->host = host;
   i->port = port;
+  if (options.tls_ca_file.empty()) options.tls_ca_file = environment("LABHOST_TLS_CA");
+  if (options.tls_cert_file.empty()) options.tls_cert_file = environment("LABHOST_TLS_CERT");
+  if (options.tls_key_file.empty()) options.tls_key_file = environment("LABHOST_TLS_KEY");
   i->options = options;
-  auto [fd, welcome] = i->open_connection("");
-  i->fd = fd;
+  auto [conn, welcome] = i->open_connection("");
+  i->conn = std::move(conn);
   i->welcome = std::move(welcome);
   i->lease_ms = i->welcome.lease_ms;
   if (options.heartbeats && i->welcome.lease_ms > 0)
@@ -602,6 +629,7 @@ void client::close() {
   if (impl_->broken) return;
   try {
     impl_->write_all(protocol::encode_frame(message_type::goodbye, 0, nullptr), impl_->generation.load());
+    if (impl_->conn.tls) impl_->conn.tls->close_notify();
   } catch (const remote_error&) {
     // already gone: nothing to say goodbye to
   }

@@ -1,10 +1,15 @@
 #include "host_config.h"
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
 #include <boost/asio/ip/address.hpp>
 #include <boost/json.hpp>
 #include <algorithm>
 #include <fstream>
 #include <map>
+#include <memory>
 #include <set>
 #include <sstream>
 
@@ -373,13 +378,29 @@ host_config parse_host_config(std::string_view text, const std::filesystem::path
     read_secret_file(config.auth_secret_file, ar.child("secret_file"));  // checked now, read at start
     ar.refuse_unknown_keys({"secret_file"});
   }
+  if (const json::value* tls = r.optional("tls")) {
+    object_reader tr(*tls, "tls");
+    auto tls_file = [&](std::string_view key) {
+      const json::value& v = tr.required(key, "a file path");
+      if (!v.is_string() || v.get_string().empty()) throw config_error(tr.child(key) + ": expected a file path");
+      std::filesystem::path p = std::string(v.get_string());
+      return (p.is_absolute() ? p : base / p).lexically_normal();
+    };
+    config.tls.cert_file = tls_file("cert_file");
+    config.tls.key_file = tls_file("key_file");
+    config.tls.ca_file = tls_file("ca_file");
+    config.tls.verify_clients = tr.boolean("verify_clients", false);
+    tr.refuse_unknown_keys({"cert_file", "key_file", "ca_file", "verify_clients"});
+    check_tls_files(config.tls, "tls");
+  }
   config.insecure = r.boolean("insecure", false);
-  // Safe by default: beyond loopback, only with a secret, or when the owner said so.
+  // Safe by default: beyond loopback, only when clients must prove who they are (a secret,
+  // or a client certificate), or when the owner said so.
   auto check_exposure = [&](const endpoint_address& a, const std::string& path) {
-    if (is_loopback(a) || !config.auth_secret_file.empty() || config.insecure) return;
+    if (is_loopback(a) || !config.auth_secret_file.empty() || config.tls.verify_clients || config.insecure) return;
     throw config_error(path + ": " + a.to_string() +
-                       " is reachable from the network, and host.json sets no auth.secret_file: "
-                       "set one, or \"insecure\": true to let anyone on the network in");
+                       " is reachable from the network, and host.json sets neither auth.secret_file nor "
+                       "tls.verify_clients: set one, or \"insecure\": true to let anyone on the network in");
   };
   if (config.nameserver) check_exposure(config.nameserver->listen, "nameserver.listen");
 
@@ -392,6 +413,7 @@ host_config parse_host_config(std::string_view text, const std::filesystem::path
     d.register_with = config.register_with;
     d.auth_secret_file = config.auth_secret_file;
     d.insecure = config.insecure;
+    d.tls = config.tls;
     check_exposure(d.address, dr.child(name) + ".address");
     // Port 0 (pick a free port) may repeat: tests use it for every daemon.
     if (d.address.port != 0) {
@@ -408,8 +430,8 @@ host_config parse_host_config(std::string_view text, const std::filesystem::path
         throw config_error("nameserver.listen: port " + std::to_string(d.address.port) +
                            " is already used by daemon " + d.name);
   }
-  r.refuse_unknown_keys({"plugin_dir", "state_dir", "logging", "auth", "insecure", "nameserver",
-                         "register_with", "daemons"});
+  r.refuse_unknown_keys(
+      {"plugin_dir", "state_dir", "logging", "auth", "tls", "insecure", "nameserver", "register_with", "daemons"});
   return config;
 }
 
@@ -419,7 +441,9 @@ std::string fingerprint(const daemon_config& d, const host_config& host) {
     << server_type_name(d.type) << '|' << d.pool_size << '|' << d.max_connections << '|' << d.lockable
     << '|' << d.lease.count() << '|' << d.max_frame_bytes << '|' << d.admin_secret_file.string() << '|'
     << d.auth_secret_file.string() << '|' << d.insecure << '|' << d.handshake_timeout.count() << '|'
-    << d.max_requests_in_flight << '|' << d.max_value_depth << '|' << d.max_value_items;
+    << d.max_requests_in_flight << '|' << d.max_value_depth << '|' << d.max_value_items
+    << "|tls=" << d.tls.cert_file.string() << ',' << d.tls.key_file.string() << ',' << d.tls.ca_file.string() << ','
+    << d.tls.verify_clients;
   for (const auto& ns : d.register_with) f << "|ns=" << ns.to_string();
   for (const auto& s : d.services)
     f << "|service=" << s.name << ',' << s.driver << ',' << instance_mode_name(s.mode) << ','
@@ -444,6 +468,50 @@ std::string read_secret_file(const std::filesystem::path& file, const std::strin
   secret = first == std::string::npos ? "" : secret.substr(first, last - first + 1);
   if (secret.empty()) throw config_error(path_for_errors + ": " + file.string() + " holds no secret");
   return secret;
+}
+
+namespace {
+
+/// OpenSSL's reason for the last failure, one line.
+std::string openssl_reason() {
+  std::string reason;
+  while (unsigned long code = ERR_get_error()) {
+    char text[256];
+    ERR_error_string_n(code, text, sizeof text);
+    reason = text;  // the last one is the most specific
+  }
+  return reason.empty() ? "unknown OpenSSL error" : reason;
+}
+
+}  // namespace
+
+void check_tls_files(const tls_config& tls, const std::string& path) {
+  std::unique_ptr<SSL_CTX, decltype(&SSL_CTX_free)> context(SSL_CTX_new(TLS_server_method()), SSL_CTX_free);
+  if (!context) throw config_error(path + ": cannot set up TLS: " + openssl_reason());
+  auto readable = [&](const std::filesystem::path& file, const std::string& key) {
+    std::error_code ec;
+    if (!std::filesystem::is_regular_file(file, ec) || !std::ifstream(file))
+      throw config_error(path + "." + key + ": " + file.string() + " is not a readable file");
+  };
+  readable(tls.cert_file, "cert_file");
+  if (SSL_CTX_use_certificate_chain_file(context.get(), tls.cert_file.c_str()) != 1)
+    throw config_error(path + ".cert_file: " + tls.cert_file.string() +
+                       " is not a PEM certificate: " + openssl_reason());
+  readable(tls.key_file, "key_file");
+  using perms = std::filesystem::perms;
+  if ((std::filesystem::status(tls.key_file).permissions() & (perms::group_all | perms::others_all)) != perms::none)
+    throw config_error(path + ".key_file: " + tls.key_file.string() +
+                       " may be read by others; restrict it to its owner (chmod 600)");
+  bool key_loaded = SSL_CTX_use_PrivateKey_file(context.get(), tls.key_file.c_str(), SSL_FILETYPE_PEM) == 1;
+  if (!key_loaded && ERR_GET_REASON(ERR_peek_last_error()) != X509_R_KEY_VALUES_MISMATCH)
+    throw config_error(path + ".key_file: " + tls.key_file.string() + " is not a PEM private key: " + openssl_reason());
+  if (!key_loaded || SSL_CTX_check_private_key(context.get()) != 1) {
+    ERR_clear_error();
+    throw config_error(path + ".key_file: " + tls.key_file.string() + " is not the key of " + tls.cert_file.string());
+  }
+  readable(tls.ca_file, "ca_file");
+  if (SSL_CTX_load_verify_locations(context.get(), tls.ca_file.c_str(), nullptr) != 1)
+    throw config_error(path + ".ca_file: " + tls.ca_file.string() + " holds no PEM certificate: " + openssl_reason());
 }
 
 std::filesystem::path read_state_dir(const std::filesystem::path& file) {

@@ -43,6 +43,15 @@ struct service_config {
   value metadata = map{};
 };
 
+/// host.json "tls": every daemon and the nameserver of the host serve TLS only.
+struct tls_config {
+  std::filesystem::path cert_file;  // this host's certificate chain (PEM), shown to clients
+  std::filesystem::path key_file;   // its private key (PEM), readable by its owner only
+  std::filesystem::path ca_file;    // the lab CA: checks client certificates and other nameservers
+  bool verify_clients = false;      // mutual TLS: a client must show a certificate the CA signed
+  bool enabled() const noexcept { return !cert_file.empty(); }
+};
+
 struct daemon_config {
   std::string name;
   endpoint_address address;
@@ -55,6 +64,7 @@ struct daemon_config {
   std::filesystem::path admin_secret_file;  // empty: force unlock disabled
   std::filesystem::path auth_secret_file;   // host-wide auth.secret_file; empty: no secret
   bool insecure = false;                    // listening beyond loopback without a secret allowed
+  tls_config tls;                           // host-wide "tls"; disabled: plain TCP
   std::chrono::milliseconds handshake_timeout{10'000};  // a connection silent this long is dropped
   unsigned max_requests_in_flight = 64;     // per session; beyond, requests get busy
   unsigned max_value_depth = 64;            // nesting of lists and maps in one value
@@ -87,6 +97,7 @@ struct host_config {
   std::vector<endpoint_address> register_with;  // nameservers every daemon registers with
   std::filesystem::path auth_secret_file;        // auth.secret_file; empty: no authentication
   bool insecure = false;
+  tls_config tls;
   std::vector<daemon_config> daemons;
 
   const daemon_config* find_daemon(std::string_view name) const noexcept;
@@ -105,6 +116,11 @@ std::string fingerprint(const daemon_config& daemon, const host_config& host);
 /// The admin secret in `file`: its first line, without surrounding white space. Throws
 /// config_error when the file cannot be read, is empty, or others may read it.
 std::string read_secret_file(const std::filesystem::path& file, const std::string& path_for_errors);
+
+/// Checks that the files of a "tls" section can serve: each certificate and key parses, the
+/// key belongs to the certificate and only its owner may read it. Throws config_error naming
+/// `path_for_errors` ("tls.key_file") and OpenSSL's reason.
+void check_tls_files(const tls_config& tls, const std::string& path_for_errors);
 
 /// The state directory named by a host.json, read without validating the rest, so that
 /// `labhost ps|down|reload` still reach the supervisor while host.json is being edited.

@@ -103,8 +103,10 @@ std::string exit_text(int status) {
 }
 
 std::string nameserver_fingerprint(const host_config& config) {
-  return "ns|" + config.nameserver->listen.to_string() + "|" + std::to_string(config.nameserver->lease.count()) +
-         "|" + config.auth_secret_file.string() + "|" + std::to_string(config.insecure);
+  return "ns|" + config.nameserver->listen.to_string() + "|" + std::to_string(config.nameserver->lease.count()) + "|" +
+         config.auth_secret_file.string() + "|" + std::to_string(config.insecure) + "|" +
+         config.tls.cert_file.string() + "|" + config.tls.key_file.string() + "|" + config.tls.ca_file.string() + "|" +
+         std::to_string(config.tls.verify_clients);
 }
 
 void write_all(int fd, const std::string& text) {
@@ -165,6 +167,11 @@ std::vector<std::string> supervisor::command_for(const child& c) const {
                                      "--log-level", level};
     if (!config_.auth_secret_file.empty()) command.insert(command.end(), {"--secret-file", config_.auth_secret_file.string()});
     if (config_.insecure) command.push_back("--insecure");
+    if (config_.tls.enabled()) {
+      command.insert(command.end(), {"--tls-cert", config_.tls.cert_file.string(), "--tls-key",
+                                     config_.tls.key_file.string(), "--tls-ca", config_.tls.ca_file.string()});
+      if (config_.tls.verify_clients) command.push_back("--tls-verify-clients");
+    }
     return command;
   }
   return {"labhost", "daemon", "--config", config_.file.string(), "--name", c.name, "--log-level", level};

@@ -8,8 +8,8 @@
 namespace labhost::naming {
 
 registrar::registrar(std::vector<host::endpoint_address> nameservers, std::vector<registration> names,
-                     std::string client_name, std::string secret)
-    : names_(std::move(names)), client_name_(std::move(client_name)), secret_(std::move(secret)) {
+                     client_options connection)
+    : names_(std::move(names)), connection_(std::move(connection)) {
   for (const auto& ns : nameservers) threads_.emplace_back([this, ns] { keep_registered(ns); });
 }
 
@@ -38,9 +38,7 @@ void registrar::keep_registered(const host::endpoint_address& nameserver) {
     }
     std::shared_ptr<client> ns;
     try {
-      client_options options;
-      options.client_name = client_name_;
-      options.secret = secret_;
+      client_options options = connection_;
       options.heartbeats = false;  // this loop pings, more often than heartbeats would
       options.reconnect = false;   // a new session re-registers everything below
       options.timeout = std::chrono::seconds(5);

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "../host/host_config.h"
+#include "labhost/client.h"
 #include "labhost/value.h"
 
 namespace labhost::naming {
@@ -27,9 +28,10 @@ struct registration {
 
 class registrar {
  public:
-  /// `secret`: for nameservers that require one (empty: none).
+  /// `connection`: how to reach the nameservers (client name, secret, TLS files); the
+  /// registrar sets its own timeouts and turns off heartbeats and reconnection.
   registrar(std::vector<host::endpoint_address> nameservers, std::vector<registration> names,
-            std::string client_name, std::string secret);
+            client_options connection);
   ~registrar();
   registrar(const registrar&) = delete;
   registrar& operator=(const registrar&) = delete;
@@ -40,8 +42,7 @@ class registrar {
   bool pause(std::chrono::milliseconds period);
 
   std::vector<registration> names_;
-  std::string client_name_;
-  std::string secret_;
+  client_options connection_;
   std::mutex mutex_;  // guards stopping_
   std::condition_variable wake_;
   bool stopping_ = false;

@@ -1,6 +1,8 @@
 #include "connection.h"
 
+#include <boost/asio/bind_executor.hpp>
 #include <boost/asio/dispatch.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/read.hpp>
 #include <boost/asio/write.hpp>
 
@@ -18,8 +20,22 @@ using protocol::message_type;
 // The largest frame accepted from a connection without a session (hello, authenticate).
 constexpr std::uint32_t pre_handshake_max_payload = 64 * 1024;
 
+namespace {
+
+/// The client closed its side (a FIN; with TLS also one without close_notify,
+/// as when a client process is killed), as opposed to a broken link (a reset).
+bool is_orderly_close(const boost::system::error_code& ec) {
+  return ec == asio::error::eof || ec == asio::ssl::error::stream_truncated;
+}
+
+}  // namespace
+
 connection::connection(asio::ip::tcp::socket socket, std::shared_ptr<daemon_state> state)
-    : socket_(std::move(socket)), state_(std::move(state)), handshake_timer_(state_->io) {
+    : socket_(std::move(socket)),
+      state_(std::move(state)),
+      strand_(asio::make_strand(state_->io)),
+      handshake_timer_(state_->io) {
+  if (state_->tls_context) tls_ = std::make_unique<tls_stream>(socket_, *state_->tls_context);
   boost::system::error_code ec;
   auto remote = socket_.remote_endpoint(ec);
   peer_ = ec ? "unknown peer" : remote.address().to_string() + ":" + std::to_string(remote.port());
@@ -31,6 +47,12 @@ connection::~connection() { state_->remove(this); }
 
 void connection::start() {
   state_->add(shared_from_this());
+  arm_handshake_timer();
+  if (tls_) return start_tls([self = shared_from_this()] { self->do_read_header(); });
+  do_read_header();
+}
+
+void connection::arm_handshake_timer() {
   handshake_timer_.expires_after(state_->config.handshake_timeout);
   handshake_timer_.async_wait([weak = weak_from_this()](boost::system::error_code ec) {
     if (ec) return;  // cancelled: the session opened
@@ -41,12 +63,77 @@ void connection::start() {
       self->close_after_flush();
     }
   });
-  do_read_header();
 }
 
 void connection::refuse(const error& e) {
+  if (tls_) {
+    // A TLS client understands only what comes through TLS: shake hands, then refuse.
+    arm_handshake_timer();
+    return start_tls([self = shared_from_this(), e] {
+      self->send_error(0, e);
+      self->close_after_flush();
+    });
+  }
   send_error(0, e);
   close_after_flush();
+}
+
+void connection::start_tls(std::function<void()> then) {
+  asio::dispatch(strand_, [self = shared_from_this(), then = std::move(then)]() mutable {
+    std::lock_guard lock(self->mutex_);
+    if (self->closed_) return;
+    self->after_tls_ = std::move(then);
+    self->socket_.async_wait(asio::ip::tcp::socket::wait_read,
+                             asio::bind_executor(self->strand_, [self](boost::system::error_code ec) {
+                               if (ec) return self->stop();
+                               self->on_first_bytes();
+                             }));
+  });
+}
+
+void connection::on_first_bytes() {
+  // A labhost frame where a TLS greeting belongs: a client without TLS. Say so in its own
+  // terms, so that it shows a clear error rather than a dropped connection.
+  std::array<std::uint8_t, 4> first{};
+  boost::system::error_code ec;
+  std::size_t n = socket_.receive(asio::buffer(first), asio::socket_base::message_peek, ec);
+  if (!ec && n == first.size() && first == protocol::frame_magic) {
+    LABHOST_LOG(info) << peer_ << ": a connection without TLS; refused (tls_required)";
+    auto frame = protocol::encode_frame(
+        message_type::error, 0,
+        protocol::to_value(error{errc::tls_required, "daemon " + state_->config.name +
+                                                         " serves TLS only: connect with the lab's CA file "
+                                                         "($LABHOST_TLS_CA, labctl --tls-ca)"}));
+    socket_.write_some(asio::buffer(frame), ec);  // best effort: it fits the socket's buffer
+    return stop();
+  }
+  std::lock_guard lock(mutex_);
+  if (closed_) return;
+  tls_->async_handshake(asio::ssl::stream_base::server,
+                        asio::bind_executor(strand_, [self = shared_from_this()](boost::system::error_code e) {
+                          self->on_tls_handshake(e);
+                        }));
+}
+
+void connection::on_tls_handshake(const boost::system::error_code& ec) {
+  if (ec) {
+    LABHOST_LOG(warning) << peer_ << ": TLS handshake failed: " << ec.message();
+    return stop();
+  }
+  if (state_->config.tls.verify_clients) {
+    if (X509* cert = SSL_get1_peer_certificate(tls_->native_handle())) {
+      char subject[256] = {};
+      X509_NAME_oneline(X509_get_subject_name(cert), subject, sizeof subject);
+      X509_free(cert);
+      LABHOST_LOG(debug) << peer_ << ": TLS client certificate " << subject;
+    }
+  }
+  {
+    std::lock_guard lock(mutex_);
+    tls_established_ = true;
+  }
+  auto then = std::move(after_tls_);
+  then();
 }
 
 void connection::stop() {
@@ -58,30 +145,31 @@ void connection::stop() {
 void connection::do_read_header() {
   std::lock_guard lock(mutex_);
   if (closed_) return;
-  asio::async_read(socket_, asio::buffer(header_bytes_),
-                   [self = shared_from_this()](boost::system::error_code ec, std::size_t) {
-                     if (ec) {
-                       self->on_disconnect(ec == asio::error::eof);
-                       return;
-                     }
-                     // Before the handshake only small frames are accepted (hello and
-                     // authenticate are tiny): a stranger cannot make the daemon hold
-                     // max_frame_bytes per connection.
-                     const std::uint32_t limit = self->session_ ? self->state_->config.max_frame_bytes
-                                                                : std::min<std::uint32_t>(
-                                                                      self->state_->config.max_frame_bytes,
-                                                                      pre_handshake_max_payload);
-                     auto parsed = protocol::parse_header(self->header_bytes_, limit);
-                     if (!parsed) {
-                       // The stream cannot be resynchronised after a bad header: say why, then close.
-                       LABHOST_LOG(warning) << self->peer_ << ": " << parsed.err().to_string();
-                       self->send_error(0, parsed.err());
-                       self->close_after_flush();
-                       return;
-                     }
-                     self->header_ = *parsed;
-                     self->do_read_payload();
-                   });
+  auto on_header = [self = shared_from_this()](boost::system::error_code ec, std::size_t) {
+    if (ec) {
+      self->on_disconnect(is_orderly_close(ec));
+      return;
+    }
+    // Before the handshake only small frames are accepted (hello and authenticate are tiny):
+    // a stranger cannot make the daemon hold max_frame_bytes per connection.
+    const std::uint32_t limit =
+        self->session_ ? self->state_->config.max_frame_bytes
+                       : std::min<std::uint32_t>(self->state_->config.max_frame_bytes, pre_handshake_max_payload);
+    auto parsed = protocol::parse_header(self->header_bytes_, limit);
+    if (!parsed) {
+      // The stream cannot be resynchronised after a bad header: say why, then close.
+      LABHOST_LOG(warning) << self->peer_ << ": " << parsed.err().to_string();
+      self->send_error(0, parsed.err());
+      self->close_after_flush();
+      return;
+    }
+    self->header_ = *parsed;
+    self->do_read_payload();
+  };
+  if (tls_)
+    asio::async_read(*tls_, asio::buffer(header_bytes_), asio::bind_executor(strand_, std::move(on_header)));
+  else
+    asio::async_read(socket_, asio::buffer(header_bytes_), std::move(on_header));
 }
 
 void connection::do_read_payload() {
@@ -93,14 +181,17 @@ void connection::do_read_payload() {
   }
   std::lock_guard lock(mutex_);
   if (closed_) return;
-  asio::async_read(socket_, asio::buffer(payload_),
-                   [self = shared_from_this()](boost::system::error_code ec, std::size_t) {
-                     if (ec) {
-                       self->on_disconnect(ec == asio::error::eof);
-                       return;
-                     }
-                     self->on_frame(self->header_);
-                   });
+  auto on_payload = [self = shared_from_this()](boost::system::error_code ec, std::size_t) {
+    if (ec) {
+      self->on_disconnect(is_orderly_close(ec));
+      return;
+    }
+    self->on_frame(self->header_);
+  };
+  if (tls_)
+    asio::async_read(*tls_, asio::buffer(payload_), asio::bind_executor(strand_, std::move(on_payload)));
+  else
+    asio::async_read(socket_, asio::buffer(payload_), std::move(on_payload));
 }
 
 void connection::on_disconnect(bool orderly) {
@@ -308,9 +399,9 @@ void connection::handle_call(std::uint32_t request_id, value payload, std::share
   state_->calls_in_flight.fetch_add(1);
   caller->call_started();  // a session waiting on a call is alive, however long the call
   // dispatch: runs right here when the service is free (no thread hop), else queues on the
-  // service's strand behind the call that holds it.
-  asio::dispatch(slot.strand, [self = shared_from_this(), request_id, &slot, caller,
-                               call = std::move(*call)]() mutable {
+  // service's strand behind the call that holds it. With TLS this thread is inside the
+  // connection's strand: post, so that a long call does not hold up the connection's I/O.
+  auto run = [self = shared_from_this(), request_id, &slot, caller, call = std::move(*call)]() mutable {
     self->state_->pool->call_started();
     auto reply = self->run_call(request_id, slot, *caller, call);
     self->state_->pool->call_finished();
@@ -319,7 +410,11 @@ void connection::handle_call(std::uint32_t request_id, value payload, std::share
     caller->call_finished();
     self->state_->calls_in_flight.fetch_sub(1);
     self->send(std::move(reply));
-  });
+  };
+  if (tls_)
+    asio::post(slot.strand, std::move(run));
+  else
+    asio::dispatch(slot.strand, std::move(run));
 }
 
 std::vector<std::uint8_t> connection::run_call(std::uint32_t request_id, service_slot& slot,
@@ -451,6 +546,15 @@ void connection::send_value(message_type type, std::uint32_t request_id, const v
 }
 
 void connection::send(std::vector<std::uint8_t> frame) {
+  if (tls_) {
+    asio::dispatch(strand_, [self = shared_from_this(), frame = std::move(frame)]() mutable {
+      std::lock_guard lock(self->mutex_);
+      if (self->closed_ || !self->tls_established_) return;  // nothing readable before TLS is up
+      self->write_queue_.push_back({std::move(frame), 0});
+      if (!self->writing_) self->do_write();
+    });
+    return;
+  }
   std::lock_guard lock(mutex_);
   if (closed_) return;
   std::size_t written = 0;
@@ -479,6 +583,11 @@ void connection::send_error(std::uint32_t request_id, const error& e) {
 }
 
 void connection::close_after_flush() {
+  if (tls_ && !strand_.running_in_this_thread()) {
+    // After the replies that send() handed to the strand before this call.
+    asio::dispatch(strand_, [self = shared_from_this()] { self->close_after_flush(); });
+    return;
+  }
   std::lock_guard lock(mutex_);
   if (closed_) return;
   close_after_flush_ = true;
@@ -488,28 +597,45 @@ void connection::close_after_flush() {
 void connection::do_write() {
   writing_ = true;
   auto& front = write_queue_.front();
-  asio::async_write(socket_, asio::buffer(front.bytes.data() + front.offset, front.bytes.size() - front.offset),
-                    [self = shared_from_this()](boost::system::error_code ec, std::size_t) {
-                      std::lock_guard lock(self->mutex_);
-                      if (self->closed_) return;
-                      if (ec) {
-                        self->close_locked();
-                        return;
-                      }
-                      self->write_queue_.pop_front();
-                      if (!self->write_queue_.empty()) {
-                        self->do_write();
-                        return;
-                      }
-                      self->writing_ = false;
-                      if (self->close_after_flush_) self->close_locked();
-                    });
+  auto bytes = asio::buffer(front.bytes.data() + front.offset, front.bytes.size() - front.offset);
+  auto on_written = [self = shared_from_this()](boost::system::error_code ec, std::size_t) {
+    std::lock_guard lock(self->mutex_);
+    if (self->closed_) return;
+    if (ec) {
+      self->close_locked();
+      return;
+    }
+    self->write_queue_.pop_front();
+    if (!self->write_queue_.empty()) {
+      self->do_write();
+      return;
+    }
+    self->writing_ = false;
+    if (self->close_after_flush_) self->close_locked();
+  };
+  if (tls_)
+    asio::async_write(*tls_, bytes, asio::bind_executor(strand_, std::move(on_written)));
+  else
+    asio::async_write(socket_, bytes, std::move(on_written));
 }
 
 void connection::close_locked() {
   if (closed_) return;
   closed_ = true;
+  if (tls_) {
+    // OpenSSL may be using the queued bytes on the strand right now: they are freed with the
+    // connection, and the socket is closed on the strand, after what it is doing.
+    if (strand_.running_in_this_thread())
+      close_socket();
+    else
+      asio::post(strand_, [self = shared_from_this()] { self->close_socket(); });
+    return;
+  }
   write_queue_.clear();
+  close_socket();
+}
+
+void connection::close_socket() {
   boost::system::error_code ec;
   socket_.shutdown(asio::ip::tcp::socket::shutdown_both, ec);
   socket_.close(ec);

@@ -4,16 +4,22 @@
 // read has been started, so a slow call never stops this connection from reading (several
 // requests in flight, matched by request id). Replies may come from any pool thread: the
 // write queue and every operation on the socket are guarded by mutex_.
+// On a TLS daemon, OpenSSL's state of a connection may be touched by one thread at a time:
+// every read, write and close of tls_ then runs on the connection's strand_ as well, and
+// replies are handed to it instead of being written on the thread that made them.
 // Lifetime: owned by shared_ptrs held in pending handlers; the daemon keeps a weak_ptr.
 #ifndef LABHOST_SERVER_CONNECTION_H
 #define LABHOST_SERVER_CONNECTION_H
 
 #include <array>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
 #include <optional>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -43,6 +49,13 @@ class connection : public std::enable_shared_from_this<connection> {
   void send_value(protocol::message_type type, std::uint32_t request_id, const value& payload);
 
  private:
+  /// Arms the timer that drops a connection which opens no session in time.
+  void arm_handshake_timer();
+  /// TLS: refuses a client that speaks plain labhost frames (tls_required), else shakes
+  /// hands, then runs `then` on the strand.
+  void start_tls(std::function<void()> then);
+  void on_first_bytes();
+  void on_tls_handshake(const boost::system::error_code& ec);
   void do_read_header();
   void do_read_payload();
   void on_frame(const protocol::frame_header& header);
@@ -70,10 +83,15 @@ class connection : public std::enable_shared_from_this<connection> {
   void close_after_flush();
   void do_write();      // REQUIRES: mutex_ held
   void close_locked();  // REQUIRES: mutex_ held
+  void close_socket();
 
   boost::asio::ip::tcp::socket socket_;
   std::shared_ptr<daemon_state> state_;
   std::string peer_;  // "127.0.0.1:53122", for logs
+  using tls_stream = boost::asio::ssl::stream<boost::asio::ip::tcp::socket&>;
+  std::unique_ptr<tls_stream> tls_;  // set when the daemon serves TLS; used on strand_ only
+  boost::asio::strand<boost::asio::io_context::executor_type> strand_;
+  std::function<void()> after_tls_;  // what start_tls() runs once TLS is up (strand_ only)
 
   // Touched only by the read chain (one read outstanding at a time).
   std::array<std::uint8_t, protocol::header_size> header_bytes_{};
@@ -88,7 +106,7 @@ class connection : public std::enable_shared_from_this<connection> {
   // Drops a connection that has not opened a session in time (a client that says nothing).
   boost::asio::steady_timer handshake_timer_;
 
-  std::mutex mutex_;  // guards the socket's operations, write_queue_, writing_, closed_, close_after_flush_
+  std::mutex mutex_;  // guards the socket's operations, write_queue_ and the flags below
   struct pending_write {
     std::vector<std::uint8_t> bytes;
     std::size_t offset = 0;  // already written
@@ -97,6 +115,7 @@ class connection : public std::enable_shared_from_this<connection> {
   bool writing_ = false;
   bool closed_ = false;
   bool close_after_flush_ = false;
+  bool tls_established_ = false;  // TLS: the handshake is done, frames may be written
 };
 
 }  // namespace labhost::server

@@ -62,6 +62,28 @@ void accept_next(const std::shared_ptr<daemon_state>& state) {
   });
 }
 
+/// The server side of host.json's "tls". Throws std::runtime_error naming the file at fault.
+std::unique_ptr<asio::ssl::context> make_tls_context(const host::tls_config& tls) {
+  namespace ssl = asio::ssl;
+  auto context = std::make_unique<ssl::context>(ssl::context::tls_server);
+  context->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 | ssl::context::no_sslv3 |
+                       ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);
+  auto step = [](const char* key, const std::filesystem::path& file, auto&& action) {
+    try {
+      action();
+    } catch (const boost::system::system_error& e) {
+      throw std::runtime_error(std::string("tls.") + key + ": " + file.string() + ": " + e.code().message());
+    }
+  };
+  step("cert_file", tls.cert_file, [&] { context->use_certificate_chain_file(tls.cert_file.string()); });
+  step("key_file", tls.key_file, [&] { context->use_private_key_file(tls.key_file.string(), ssl::context::pem); });
+  if (tls.verify_clients) {
+    step("ca_file", tls.ca_file, [&] { context->load_verify_file(tls.ca_file.string()); });
+    context->set_verify_mode(ssl::verify_peer | ssl::verify_fail_if_no_peer_cert);
+  }
+  return context;
+}
+
 }  // namespace
 
 daemon::daemon(host::daemon_config config, const std::filesystem::path& plugin_dir)
@@ -71,11 +93,12 @@ daemon::daemon(host::daemon_config config, const std::filesystem::path& plugin_d
     state_->admin_secret = host::read_secret_file(cfg.admin_secret_file, "admin_secret_file");
   if (!cfg.auth_secret_file.empty())
     state_->auth_secret = host::read_secret_file(cfg.auth_secret_file, "auth.secret_file");
-  if (!host::is_loopback(cfg.address) && state_->auth_secret.empty()) {
+  if (cfg.tls.enabled()) state_->tls_context = make_tls_context(cfg.tls);
+  if (!host::is_loopback(cfg.address) && state_->auth_secret.empty() && !cfg.tls.verify_clients) {
     if (!cfg.insecure)
       throw std::runtime_error("daemon " + cfg.name + ": " + cfg.address.to_string() +
-                               " is reachable from the network and no secret is set (auth.secret_file); "
-                               "refusing to start");
+                               " is reachable from the network and clients need not prove who they are "
+                               "(auth.secret_file, tls.verify_clients); refusing to start");
     LABHOST_LOG(warning) << "daemon " << cfg.name << " listens on " << cfg.address.to_string()
                          << " WITHOUT authentication (host.json \"insecure\": true): anyone who can reach "
                             "it can drive its instruments";
@@ -240,8 +263,16 @@ void daemon::start_registrar() {
   }
   char hostname[256] = {};
   ::gethostname(hostname, sizeof hostname - 1);
-  registrar_ = std::make_unique<naming::registrar>(cfg.register_with, std::move(names),
-                                                   "daemon " + cfg.name + "@" + hostname, state_->auth_secret);
+  client_options connection;
+  connection.client_name = "daemon " + cfg.name + "@" + hostname;
+  connection.secret = state_->auth_secret;
+  if (cfg.tls.enabled()) {
+    // The host's own certificate is its client certificate, for nameservers that verify clients.
+    connection.tls_ca_file = cfg.tls.ca_file.string();
+    connection.tls_cert_file = cfg.tls.cert_file.string();
+    connection.tls_key_file = cfg.tls.key_file.string();
+  }
+  registrar_ = std::make_unique<naming::registrar>(cfg.register_with, std::move(names), std::move(connection));
 }
 
 void daemon::stop() {

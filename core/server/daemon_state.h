@@ -6,6 +6,7 @@
 #include <atomic>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <chrono>
@@ -92,6 +93,7 @@ class daemon_state : public std::enable_shared_from_this<daemon_state> {
   std::string admin_secret;
   /// Clients must prove they know this secret in the handshake (auth.secret_file); empty: no.
   std::string auth_secret;
+  std::unique_ptr<boost::asio::ssl::context> tls_context;  // set when the daemon serves TLS
   decode_limits value_limits;  // applied to every payload from clients
   /// The threads running io; set by daemon::run() before the first connection.
   class worker_pool* pool = nullptr;

@@ -19,9 +19,13 @@ using tools::usage_error;
 
 constexpr const char* usage_text =
     "usage: labctl [--json] [--timeout SECONDS] [--client-name NAME] [--ns HOST:PORT]\n"
-    "              [--secret-file FILE] COMMAND ...\n"
+    "              [--secret-file FILE] [--tls-ca FILE [--tls-cert FILE --tls-key FILE]]\n"
+    "              COMMAND ...\n"
     "The secret for daemons that require one: --secret-file, else $LABHOST_SECRET, else the\n"
     "file $LABHOST_SECRET_FILE.\n"
+    "TLS, for daemons that serve it: --tls-ca (the CA that signed the daemon's certificate),\n"
+    "else $LABHOST_TLS_CA; for daemons that verify clients also --tls-cert and --tls-key, else\n"
+    "$LABHOST_TLS_CERT and $LABHOST_TLS_KEY.\n"
     "ADDRESS is lab://HOST:PORT[/SERVICE], or a service name looked up on the nameserver\n"
     "(--ns, else $LABHOST_NS, else 127.0.0.1:7700).\n"
     "  ls [PREFIX]                              the names registered on the nameserver\n"
@@ -62,7 +66,7 @@ bool is_keyword(const std::string& arg, std::string& name, std::string& rest) {
   return true;
 }
 
-/// Client options from the command line (--client-name, --timeout, --secret-file).
+/// Client options from the command line (--client-name, --timeout, --secret-file, --tls-*).
 client_options options_from(const command_line& cl) {
   client_options options;
   options.client_name = cl.get("client-name", "");
@@ -78,6 +82,11 @@ client_options options_from(const command_line& cl) {
     auto last = options.secret.find_last_not_of(" \t\r");
     options.secret = first == std::string::npos ? "" : options.secret.substr(first, last - first + 1);
   }
+  options.tls_ca_file = cl.get("tls-ca", "");
+  options.tls_cert_file = cl.get("tls-cert", "");
+  options.tls_key_file = cl.get("tls-key", "");
+  if (options.tls_cert_file.empty() != options.tls_key_file.empty())
+    throw usage_error("--tls-cert and --tls-key go together");
   return options;
 }
 
@@ -289,7 +298,8 @@ int main(int argc, char** argv) {
   bool json = false;
   try {
     // Global options may come before or after the command word.
-    const std::set<std::string> valued{"timeout", "client-name", "wait", "admin-secret-file", "ns", "secret-file"};
+    const std::set<std::string> valued{"timeout", "client-name", "wait", "admin-secret-file", "ns",
+                                       "secret-file", "tls-ca", "tls-cert", "tls-key"};
     const std::set<std::string> flags{"json", "help", "hold", "force"};
     command_line cl(argc, argv, 1, valued, flags);
     json = cl.flag("json");

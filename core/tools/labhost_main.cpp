@@ -40,6 +40,7 @@ constexpr const char* usage_text =
     "  daemon  --name NAME [--config FILE] [--log-level L]\n"
     "                                            serve one daemon of host.json (foreground)\n"
     "  ns      --listen HOST:PORT [--lease S] [--secret-file F] [--insecure] [--log-level L]\n"
+    "          [--tls-cert F --tls-key F --tls-ca F [--tls-verify-clients]]\n"
     "                                            run a nameserver (foreground)\n"
     "  check   [--config FILE]                   validate host.json and exit\n"
     "  plugins [--dir DIR] [--json]              describe every plugin file in a folder\n"
@@ -95,8 +96,10 @@ int run_ps(const command_line& cl) {
   const std::string config = config_file(cl);
   auto reply = boost::json::parse(host::control_request(config, "ps")).as_object();
   std::string host_secret;  // to ask daemons that require one about their services
+  host::tls_config tls;     // and those that serve TLS
   try {
     auto parsed = host::load_host_config(config);
+    tls = parsed.tls;
     if (!parsed.auth_secret_file.empty())
       host_secret = host::read_secret_file(parsed.auth_secret_file, "auth.secret_file");
   } catch (const host::config_error&) {
@@ -114,6 +117,11 @@ int run_ps(const command_line& cl) {
         client_options options;
         options.client_name = "labhost ps";
         if (!host_secret.empty()) options.secret = host_secret;
+        if (tls.enabled()) {
+          options.tls_ca_file = tls.ca_file.string();
+          options.tls_cert_file = tls.cert_file.string();
+          options.tls_key_file = tls.key_file.string();
+        }
         options.heartbeats = false;
         options.timeout = std::chrono::seconds(2);
         options.connect_timeout = std::chrono::seconds(2);
@@ -195,6 +203,15 @@ int run_nameserver(const command_line& cl) {
   config.lease = std::chrono::milliseconds(static_cast<long long>(std::stod(cl.get("lease", "10")) * 1000));
   if (auto secret = cl.get("secret-file")) config.auth_secret_file = *secret;
   config.insecure = cl.flag("insecure");
+  if (auto cert = cl.get("tls-cert")) {
+    config.tls.cert_file = *cert;
+    config.tls.key_file = cl.get("tls-key", "");
+    config.tls.ca_file = cl.get("tls-ca", "");
+    config.tls.verify_clients = cl.flag("tls-verify-clients");
+    if (config.tls.key_file.empty() || config.tls.ca_file.empty())
+      throw usage_error("--tls-cert needs --tls-key and --tls-ca");
+    host::check_tls_files(config.tls, "--tls");
+  }
   server::daemon nameserver(config, {});
   nameserver.serve_names();
   std::cout << "labhost nameserver listening on " << nameserver.local_address() << std::endl;
@@ -256,7 +273,9 @@ int main(int argc, char** argv) {
       return run_control(command, command_line(argc, argv, 2, {"config"}, {"json"}));
     if (command == "check") return run_check(command_line(argc, argv, 2, {"config"}, {}));
     if (command == "ns")
-      return run_nameserver(command_line(argc, argv, 2, {"listen", "lease", "log-level", "secret-file"}, {"insecure"}));
+      return run_nameserver(
+          command_line(argc, argv, 2, {"listen", "lease", "log-level", "secret-file", "tls-cert", "tls-key", "tls-ca"},
+                       {"insecure", "tls-verify-clients"}));
     if (command == "plugins") return run_plugins(command_line(argc, argv, 2, {"dir"}, {"json"}));
     if (command == "version") {
       std::cout << "labhost " << LABHOST_VERSION << "\n";

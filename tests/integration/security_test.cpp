@@ -129,8 +129,8 @@ BOOST_AUTO_TEST_CASE(listening_beyond_loopback_needs_a_secret_or_an_explicit_ins
   std::ofstream(config) << R"({"daemons": {"lab": {"address": "0.0.0.0:0", "services": {"echo": {"driver": "test_echo"}}}}})";
   auto refused = run({labhost, "check", "--config", config.string()});
   BOOST_TEST(refused.status == 3);
-  BOOST_TEST(refused.err.find("daemons.lab.address: 0.0.0.0:0 is reachable from the network, and host.json sets no "
-                              "auth.secret_file") != std::string::npos, refused.err);
+  BOOST_TEST(refused.err.find("daemons.lab.address: 0.0.0.0:0 is reachable from the network, and host.json sets "
+                              "neither auth.secret_file nor tls.verify_clients") != std::string::npos, refused.err);
 
   // With "insecure": true it starts, and says so at every start. (Clients use loopback.)
   std::ofstream(config) << R"({"insecure": true, "daemons": {"lab": {"address": "0.0.0.0:0", "services": {"echo": {"driver": "test_echo"}}}}})";

@@ -35,6 +35,14 @@ struct client_options {
   /// The shared secret for daemons that require one (host.json auth.secret_file). Empty:
   /// $LABHOST_SECRET, else the first line of the file $LABHOST_SECRET_FILE, else none.
   std::string secret;
+  /// TLS, for daemons that serve it (host.json "tls"): the CA file (PEM) that signed the
+  /// daemon's certificate, which must also name the host connected to. Empty: $LABHOST_TLS_CA,
+  /// else plain TCP.
+  std::string tls_ca_file;
+  /// This client's certificate and key (PEM), for daemons that verify clients (mutual TLS).
+  /// Empty: $LABHOST_TLS_CERT and $LABHOST_TLS_KEY, else none.
+  std::string tls_cert_file;
+  std::string tls_key_file;
   /// Send heartbeats (a ping every third of the daemon's lease) while the client is open,
   /// so that an idle session, and its locks, stay alive.
   bool heartbeats = true;

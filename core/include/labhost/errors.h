@@ -38,6 +38,7 @@ enum class errc : std::uint16_t {
   // security
   auth_failed = 30,
   not_authorised = 31,
+  tls_required = 32,  // a plain connection to a daemon that serves TLS only
   // nameserver
   name_taken = 40,
   no_such_name = 41,
@@ -68,6 +69,7 @@ constexpr std::string_view errc_name(errc code) noexcept {
     case errc::no_such_session: return "no_such_session";
     case errc::auth_failed: return "auth_failed";
     case errc::not_authorised: return "not_authorised";
+    case errc::tls_required: return "tls_required";
     case errc::name_taken: return "name_taken";
     case errc::no_such_name: return "no_such_name";
     case errc::connection_lost: return "connection_lost";
