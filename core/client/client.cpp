@@ -521,12 +521,14 @@ std::shared_ptr<client> client::connect(const std::string& host, std::uint16_t p
                                         client_options options) {
   auto i = std::make_unique<impl>();
   if (options.client_name.empty()) options.client_name = default_client_name();
-  if (options.secret.empty()) options.secret = secret_from_environment();
+  if (options.use_environment) {
+    if (options.secret.empty()) options.secret = secret_from_environment();
+    if (options.tls_ca_file.empty()) options.tls_ca_file = environment("LABHOST_TLS_CA");
+    if (options.tls_cert_file.empty()) options.tls_cert_file = environment("LABHOST_TLS_CERT");
+    if (options.tls_key_file.empty()) options.tls_key_file = environment("LABHOST_TLS_KEY");
+  }
   i->host = host;
   i->port = port;
-  if (options.tls_ca_file.empty()) options.tls_ca_file = environment("LABHOST_TLS_CA");
-  if (options.tls_cert_file.empty()) options.tls_cert_file = environment("LABHOST_TLS_CERT");
-  if (options.tls_key_file.empty()) options.tls_key_file = environment("LABHOST_TLS_KEY");
   i->options = options;
   auto [conn, welcome] = i->open_connection("");
   i->conn = std::move(conn);

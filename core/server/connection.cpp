@@ -48,7 +48,10 @@ connection::~connection() { state_->remove(this); }
 void connection::start() {
   state_->add(shared_from_this());
   arm_handshake_timer();
-  if (tls_) return start_tls([self = shared_from_this()] { self->do_read_header(); });
+  if (tls_)
+    return start_tls([weak = weak_from_this()] {
+      if (auto self = weak.lock()) self->do_read_header();
+    });
   do_read_header();
 }
 
@@ -69,9 +72,11 @@ void connection::refuse(const error& e) {
   if (tls_) {
     // A TLS client understands only what comes through TLS: shake hands, then refuse.
     arm_handshake_timer();
-    return start_tls([self = shared_from_this(), e] {
-      self->send_error(0, e);
-      self->close_after_flush();
+    return start_tls([weak = weak_from_this(), e] {
+      if (auto self = weak.lock()) {
+        self->send_error(0, e);
+        self->close_after_flush();
+      }
     });
   }
   send_error(0, e);

@@ -52,7 +52,9 @@ class connection : public std::enable_shared_from_this<connection> {
   /// Arms the timer that drops a connection which opens no session in time.
   void arm_handshake_timer();
   /// TLS: refuses a client that speaks plain labhost frames (tls_required), else shakes
-  /// hands, then runs `then` on the strand.
+  /// hands, then runs `then` on the strand. `then` is kept in after_tls_ until then: it must
+  /// not own the connection (a weak_ptr), or a connection whose handshake fails would keep
+  /// itself alive, and its max_connections slot, for ever.
   void start_tls(std::function<void()> then);
   void on_first_bytes();
   void on_tls_handshake(const boost::system::error_code& ec);

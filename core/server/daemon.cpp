@@ -266,6 +266,7 @@ void daemon::start_registrar() {
   client_options connection;
   connection.client_name = "daemon " + cfg.name + "@" + hostname;
   connection.secret = state_->auth_secret;
+  connection.use_environment = false;  // host.json alone says how to reach the nameservers
   if (cfg.tls.enabled()) {
     // The host's own certificate is its client certificate, for nameservers that verify clients.
     connection.tls_ca_file = cfg.tls.ca_file.string();

@@ -116,6 +116,7 @@ int run_ps(const command_line& cl) {
         if (address.host == "::") address.host = "::1";
         client_options options;
         options.client_name = "labhost ps";
+        options.use_environment = false;  // the daemons are as host.json says, whatever the shell has
         if (!host_secret.empty()) options.secret = host_secret;
         if (tls.enabled()) {
           options.tls_ca_file = tls.ca_file.string();

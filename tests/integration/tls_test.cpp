@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "host/host_config.h"
+#include "raw_client.h"
 #include "test_daemon.h"
 
 using namespace labhost;
@@ -258,4 +259,55 @@ BOOST_AUTO_TEST_CASE(client_certificates_let_a_daemon_listen_beyond_loopback_wit
   } catch (const host::config_error& e) {
     BOOST_TEST(contains(e.what(), "sets neither auth.secret_file nor tls.verify_clients"), e.what());
   }
+}
+
+BOOST_AUTO_TEST_CASE(connections_whose_tls_handshake_fails_give_their_slot_back) {
+  // Regression: a connection that never got through TLS kept itself alive, and its
+  // max_connections slot, so strangers and plain clients could lock everyone out.
+  test_daemon d(services, R"("max_connections": 1, "handshake_timeout_s": 0.2)", tls_keys(true));
+  auto gets_in = [&] {
+    return eventually(
+        [&] {
+          return d.connect(tls_client("ca.crt", "client"))->call("echo", "add", {1, 1}).as_int() == 2;
+        },
+        10s);
+  };
+  for (int i = 0; i < 3; ++i) {
+    BOOST_TEST((error_of([&] { d.connect(client_options{}); }).code == errc::tls_required));  // plain client
+    BOOST_TEST((error_of([&] { d.connect(tls_client("ca.crt", "stranger")); }).code == errc::auth_failed));
+    BOOST_TEST((error_of([&] { d.connect(tls_client()); }).code == errc::auth_failed));  // no certificate
+  }
+  BOOST_TEST(gets_in());
+  {
+    raw_client silent(d.port());  // connects and never starts TLS: dropped at the handshake timeout
+    BOOST_TEST(silent.closed_by_peer());
+  }
+  BOOST_TEST(gets_in());
+}
+
+BOOST_AUTO_TEST_CASE(labhost_own_connections_ignore_the_shells_tls_variables) {
+  // Someone who uses TLS clients sets LABHOST_TLS_CA in their shell, then starts a plain host
+  // from it: the daemons still register, and ps still reaches them, as host.json says.
+  temp_dir dir;
+  make_plugin_folder(dir.path());
+  auto ns_port = free_port();
+  auto config = dir.path() / "host.json";
+  std::ofstream(config) << R"({"plugin_dir": "plugins", "state_dir": "state", "nameserver": {"listen": "127.0.0.1:)"
+                        << ns_port << R"("}, "daemons": {"main": {"address": "127.0.0.1:)" << free_port()
+                        << R"(", "services": {"echo": {"driver": "test_echo"}}}}})";
+  ::setenv("LABHOST_TLS_CA", file("ca.crt").c_str(), 1);
+  test_process up({(bin_dir() / "labhost").string(), "up", "--config", config.string()},
+                  (dir.path() / "up.log").string(), true);
+  client_options plain;
+  plain.use_environment = false;
+  BOOST_TEST(eventually([&] {
+    for (const auto& r : list_names("127.0.0.1:" + std::to_string(ns_port), "", plain))
+      if (r.name == "echo") return true;
+    return false;
+  }));
+  auto ps = run({(bin_dir() / "labhost").string(), "ps", "--json", "--config", config.string()});
+  ::unsetenv("LABHOST_TLS_CA");
+  BOOST_TEST(contains(ps.out, R"("name":"echo","state":"ready")"), ps.out + ps.err);
+  up.signal(SIGTERM);
+  BOOST_TEST(up.wait_or_kill(30s) == 0);
 }

@@ -48,9 +48,11 @@ def _kill_leftover_daemons():
 
 @pytest.fixture(autouse=True)
 def _no_labhost_environment(monkeypatch):
-    """The client reads LABHOST_SECRET, LABHOST_SECRET_FILE and LABHOST_NS: a developer's
-    own settings must not change what the tests see. A test sets them with monkeypatch."""
-    for name in ("LABHOST_SECRET", "LABHOST_SECRET_FILE", "LABHOST_NS"):
+    """The client reads LABHOST_SECRET, LABHOST_SECRET_FILE, LABHOST_NS and LABHOST_TLS_CA,
+    _CERT, _KEY: a developer's own settings must not change what the tests see. A test sets
+    them with monkeypatch."""
+    for name in ("LABHOST_SECRET", "LABHOST_SECRET_FILE", "LABHOST_NS", "LABHOST_TLS_CA",
+                 "LABHOST_TLS_CERT", "LABHOST_TLS_KEY"):
         monkeypatch.delenv(name, raising=False)
 
 

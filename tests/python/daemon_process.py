@@ -55,7 +55,8 @@ def write_secret_file(folder, secret, name="labhost.secret"):
 class DaemonProcess:
     """`services`: the services object of host.json (a dict); `address`: the daemon's
     address ("127.0.0.1:0" for any free port); `host_keys`: extra top-level keys of
-    host.json (e.g. {"auth": {"secret_file": PATH}}, {"register_with": ["127.0.0.1:PORT"]});
+    host.json (e.g. {"auth": {"secret_file": PATH}}, {"register_with": ["127.0.0.1:PORT"]},
+    {"tls": {"cert_file": PATH, "key_file": PATH, "ca_file": PATH, "verify_clients": False}});
     `keys`: extra keys of the daemon entry (e.g. {"lockable": True, "lease_s": 1.0})."""
 
     def __init__(self, services, address="127.0.0.1:0", host_keys=None, **keys):
@@ -176,12 +177,18 @@ class DaemonProcess:
 class NameserverProcess(DaemonProcess):
     """A real nameserver: `labhost ns --listen 127.0.0.1:0` (its stdout says "labhost
     nameserver listening on 127.0.0.1:PORT" when it serves). `secret_file`: require that
-    secret (--secret-file)."""
+    secret (--secret-file); `tls`: serve TLS only, a dict like host.json's "tls" section
+    (--tls-cert, --tls-key, --tls-ca, --tls-verify-clients)."""
 
-    def __init__(self, secret_file=None, lease_s=None):
+    def __init__(self, secret_file=None, lease_s=None, tls=None):
         arguments = ["ns", "--listen", "127.0.0.1:0"]
         if secret_file:
             arguments += ["--secret-file", secret_file]
+        if tls:
+            arguments += ["--tls-cert", tls["cert_file"], "--tls-key", tls["key_file"],
+                          "--tls-ca", tls["ca_file"]]
+            if tls.get("verify_clients"):
+                arguments.append("--tls-verify-clients")
         if lease_s is not None:
             arguments += ["--lease", str(lease_s)]
         self._arguments = arguments

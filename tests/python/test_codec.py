@@ -200,7 +200,7 @@ def test_every_error_code_has_its_class():
         10: "ShuttingDownError", 11: "InternalError", 12: "BadMessageError", 20: "LockedError",
         21: "NotLockOwnerError", 22: "NotLockableError", 23: "LockedOutError",
         24: "NoSuchSessionError", 30: "AuthFailedError", 31: "NotAuthorisedError",
-        40: "NameTakenError", 41: "NoSuchNameError", 100: "ConnectionLostError",
+        32: "TlsRequiredError", 40: "NameTakenError", 41: "NoSuchNameError", 100: "ConnectionLostError",
         101: "BadAddressError",
     }
     for code, class_name in expected.items():

@@ -19,6 +19,15 @@ challenge-response in which each side proves it knows the secret (HMAC-SHA256 ov
 sides' fresh nonces, protocol.py), so the secret never travels. Every reconnection repeats it.
 The secret: the ``secret`` argument, else $LABHOST_SECRET, else the first line of the file
 named by $LABHOST_SECRET_FILE (secret_from_environment).
+
+A daemon whose host.json has ``tls`` serves TLS only. The client uses TLS when it knows a CA
+file (``tls_ca``, else $LABHOST_TLS_CA) or is given an ``ssl_context``: the daemon's
+certificate must be signed by that CA and name the host connected to; ``tls_cert`` and
+``tls_key`` ($LABHOST_TLS_CERT, $LABHOST_TLS_KEY) are this client's, for daemons that verify
+clients. An OpenSSL connection must not be used by two threads at once, while here one thread
+reads as others send: the TLS socket is non-blocking, every TLS read and write runs under a
+lock and returns at once, and waiting for the socket happens outside the lock (_TlsLink).
+Plain TCP connections do not go through any of this.
 """
 
 import getpass
@@ -30,13 +39,15 @@ import threading
 import time
 import weakref
 
+ssl = None  # the ssl module, imported when a connection uses TLS (_load_ssl)
+
 from . import codec, protocol
 from .address import parse_address
 from .errors import (AuthFailedError, BadFrameError, BadMessageError, ConnectionLostError,
-                     LabhostError, LabhostTimeoutError, make_error)
+                     LabhostError, LabhostTimeoutError, TlsRequiredError, make_error)
 from .locks import LockStatus
 
-__all__ = ["Connection", "default_client_name", "secret_from_environment"]
+__all__ = ["Connection", "default_client_name", "secret_from_environment", "tls_context"]
 
 log = logging.getLogger("labhost")
 
@@ -46,6 +57,16 @@ _RECV_BUFFER = 256 * 1024
 _MSG_PEEK_NOWAIT = socket.MSG_PEEK | getattr(socket, "MSG_DONTWAIT", 0)
 _HAS_DONTWAIT = hasattr(socket, "MSG_DONTWAIT")
 _IDLE_CHECK_AFTER = 0.005  # seconds since the last request after which a link is checked
+_SSL_ERROR = ()  # ssl.SSLError once the ssl module is loaded; until then nothing to catch
+_TLS_JOIN_BELOW = 16 * 1024  # TLS: smaller buffers of a frame are joined into one record run
+# Alerts by which a daemon refuses this client's certificate (OpenSSL reason codes), during
+# the handshake or, with TLS 1.3, on the first read after it.
+_CLIENT_CERTIFICATE_REFUSALS = frozenset((
+    "TLSV13_ALERT_CERTIFICATE_REQUIRED", "SSLV3_ALERT_BAD_CERTIFICATE",
+    "SSLV3_ALERT_CERTIFICATE_UNKNOWN", "SSLV3_ALERT_CERTIFICATE_EXPIRED",
+    "SSLV3_ALERT_CERTIFICATE_REVOKED", "SSLV3_ALERT_UNSUPPORTED_CERTIFICATE",
+    "TLSV1_ALERT_UNKNOWN_CA", "TLSV1_ALERT_ACCESS_DENIED", "SSLV3_ALERT_HANDSHAKE_FAILURE",
+))
 
 
 def default_client_name():
@@ -89,6 +110,99 @@ def _secret_bytes(secret):
     if isinstance(secret, (bytes, bytearray)):
         return bytes(secret)
     raise TypeError("secret: expected str or bytes, got %s" % type(secret).__name__)
+
+
+def _load_ssl():
+    """The ssl module, imported on first use: a client without TLS does not pay for it."""
+    global ssl, _SSL_ERROR
+    if ssl is None:
+        try:
+            import ssl as module
+        except ImportError:  # pragma: no cover - a Python built without OpenSSL
+            raise AuthFailedError("TLS: this Python has no ssl module") from None
+        _SSL_ERROR = module.SSLError
+        ssl = module
+    return ssl
+
+
+def tls_context(ca=None, cert=None, key=None):
+    """The ssl.SSLContext for TLS to labhost daemons, or None when no CA file is known (then
+    the client does not use TLS). `ca`: the CA file (PEM) that signed the daemons'
+    certificates, else $LABHOST_TLS_CA; `cert`, `key`: this client's certificate chain and
+    private key (PEM) for daemons that verify clients (mutual TLS), else $LABHOST_TLS_CERT and
+    $LABHOST_TLS_KEY (no key: it is in the certificate file). The context verifies the
+    daemon's certificate against `ca` only (not the system's CAs) and checks that it names the
+    host connected to; TLS 1.2 or later. Raises AuthFailedError when a file cannot be read or
+    does not fit."""
+    ca = _tls_path(ca, "LABHOST_TLS_CA")
+    if not ca:
+        return None
+    cert = _tls_path(cert, "LABHOST_TLS_CERT")
+    key = _tls_path(key, "LABHOST_TLS_KEY")
+    _load_ssl()
+    try:
+        context = ssl.create_default_context(cafile=ca)
+    except (OSError, ValueError) as e:
+        raise AuthFailedError("TLS CA file %s: %s" % (ca, _tls_reason(e))) from None
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.check_hostname = True
+    context.verify_mode = ssl.CERT_REQUIRED
+    if cert:
+        try:
+            context.load_cert_chain(cert, key or None)
+        except (OSError, ValueError) as e:
+            raise AuthFailedError("TLS certificate %s (key %s): %s"
+                                  % (cert, key or "in the same file", _tls_reason(e))) from None
+    return context
+
+
+def _tls_path(value, variable):
+    """A file argument as a str path; None or empty: the environment variable's value."""
+    if value is None or (isinstance(value, (str, bytes)) and not value):
+        return os.environ.get(variable) or None
+    return os.fsdecode(os.fspath(value))
+
+
+def _tls_reason(e):
+    """OpenSSL's reason for a failure, as OpenSSL words it ("wrong version number")."""
+    message = getattr(e, "verify_message", None)
+    if message:
+        return message
+    reason = getattr(e, "reason", None)
+    if reason:
+        return reason.lower().replace("_", " ")
+    return getattr(e, "strerror", None) or str(e) or type(e).__name__
+
+
+def _tls_handshake_error(e, where):
+    """The labhost error for an ssl.SSLError while shaking hands with, or reading the welcome
+    from, the daemon at `where`."""
+    if isinstance(e, ssl.SSLCertVerificationError):
+        return AuthFailedError("the daemon's TLS certificate was refused: %s" % _tls_reason(e))
+    reason = getattr(e, "reason", None)
+    if reason in _CLIENT_CERTIFICATE_REFUSALS:
+        return AuthFailedError("the daemon refused this client's TLS certificate (%s)" % _tls_reason(e))
+    if reason == "WRONG_VERSION_NUMBER":
+        # A daemon without TLS answers the TLS greeting with a plain labhost frame, which
+        # OpenSSL takes for a record of an unknown version.
+        return ConnectionLostError("the daemon at %s does not serve TLS (%s)" % (where, _tls_reason(e)))
+    return ConnectionLostError("TLS handshake with %s failed: %s" % (where, _tls_reason(e)))
+
+
+def _tls_read_error(e):
+    """The labhost error for an ssl.SSLError on a read after the handshake. With TLS 1.3 a
+    daemon checks the client's certificate after the client's side of the handshake is done:
+    its refusal arrives as an alert on the first read."""
+    if getattr(e, "reason", None) in _CLIENT_CERTIFICATE_REFUSALS:
+        return AuthFailedError("the daemon refused this client's TLS certificate (%s)" % _tls_reason(e))
+    return ConnectionLostError("TLS receive failed: %s" % _tls_reason(e))
+
+
+def _resumable(error):
+    """Whether a break may be repaired by reconnecting on its own: not when the daemon refused
+    this client (its credentials, or TLS), which a new connection would repeat. None (not
+    broken, or mended by another thread) is resumable: _resume() then returns at once."""
+    return not isinstance(error, (AuthFailedError, TlsRequiredError))
 
 
 def _copy(error):
@@ -203,6 +317,238 @@ def _send_parts(sock, parts):
         raise _SendFailed(e, sent_any) from None
 
 
+def _wait_for(fd, event, deadline):
+    """Waits until `fd` is ready for `event` (select.POLLIN or POLLOUT), or has an error or EOF
+    (which the next TLS call reports); False when `deadline` (monotonic; None: never) passed.
+    A poll object of its own: the reader's may be in use."""
+    try:
+        fd = fd.fileno()
+    except (OSError, ValueError):
+        return True
+    if fd < 0:
+        return True  # closed under us: the next TLS call says so
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(fd, event)
+        if deadline is None:
+            return bool(poller.poll())
+        return bool(poller.poll(max(0, int((deadline - time.monotonic()) * 1000 + 0.999))))
+    wait = None if deadline is None else max(0.0, deadline - time.monotonic())  # pragma: no cover
+    sets = ([fd], [], [fd]) if event == select.POLLIN else ([], [fd], [fd])     # pragma: no cover
+    return any(select.select(*sets, wait))                                       # pragma: no cover
+
+
+_POLLIN = getattr(select, "POLLIN", 1)
+_POLLOUT = getattr(select, "POLLOUT", 4)
+
+
+class _TlsLink:
+    """A TLS socket (ssl.SSLSocket, handshake done) shared by the reader and the writers.
+
+    OpenSSL allows no two threads in one connection at once. So the socket is non-blocking,
+    every TLS read and write runs under `lock` and returns at once (ssl.SSLWantReadError,
+    SSLWantWriteError), and waiting for the socket happens outside the lock: the reader waits
+    for data while a writer encrypts, and the other way round.
+
+    It offers the socket methods that Connection uses (recv_into, send, sendall, sendmsg,
+    recv for the idle check's peek, shutdown, setsockopt, close, fileno), so the plain-TCP
+    code stays as it is, plus readable() and close_notify(). poll() does not see bytes that
+    OpenSSL has already decrypted and keeps: readable() asks OpenSSL first (pending(), or a
+    one-byte read that is kept in `stash` for the next recv_into)."""
+
+    __slots__ = ("ssl", "lock", "stash", "failure", "closed", "__weakref__")
+
+    def __init__(self, ssl_sock):
+        ssl_sock.setblocking(False)
+        self.ssl = ssl_sock
+        self.lock = threading.Lock()
+        self.stash = b""      # at most one byte, read ahead by readable() or the peek
+        self.failure = None   # the LabhostError of a failed read: every later read repeats it
+        self.closed = False
+
+    def fileno(self):
+        return self.ssl.fileno()
+
+    @property
+    def version(self):
+        return self.ssl.version()
+
+    def _closed_error(self):
+        return OSError(9, "the TLS connection was closed")
+
+    # ------------------------------------------------------------------ reading (the reader)
+
+    def readable(self, timeout):
+        """True when decrypted data, EOF or an error can be had within `timeout` seconds:
+        then recv_into returns without waiting."""
+        deadline = time.monotonic() + max(0.0, timeout)
+        while True:
+            with self.lock:
+                if self.stash or self.failure is not None or self.closed or self.ssl.pending():
+                    return True
+                try:
+                    self._read_ahead()
+                    return True
+                except ssl.SSLWantReadError:
+                    event = _POLLIN
+                except ssl.SSLWantWriteError:
+                    event = _POLLOUT
+                except OSError:
+                    return True  # kept in `failure`: recv_into raises it
+            if not _wait_for(self.ssl, event, deadline):
+                return False
+
+    def _read_ahead(self):
+        """REQUIRES: lock held, stash empty. Reads one byte into the stash. EOF and failures
+        are kept in `failure` (and raised); SSLWantReadError and SSLWantWriteError pass."""
+        try:
+            data = self.ssl.recv(1)
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            raise
+        except ssl.SSLError as e:
+            self.failure = _tls_read_error(e)
+            raise
+        except OSError as e:
+            self.failure = ConnectionLostError("receive failed: %s" % e)
+            raise
+        if not data:
+            self.failure = ConnectionLostError("the daemon closed the connection")
+        self.stash = data
+
+    def recv_into(self, buffer, nbytes=0, flags=0):
+        """Reads decrypted bytes into `buffer` (a writable memoryview), waiting until at least
+        one is there; 0 at EOF. A TLS failure raises a LabhostError (AuthFailedError when the
+        daemon refused this client's certificate)."""
+        while True:
+            with self.lock:
+                if self.failure is not None:
+                    raise _copy(self.failure)
+                if self.closed:
+                    raise self._closed_error()
+                got = 0
+                if self.stash:
+                    buffer[0] = self.stash[0]
+                    self.stash = b""
+                    got = 1
+                    if len(buffer) == 1 or not self.ssl.pending():
+                        return 1
+                try:
+                    return got + self.ssl.recv_into(buffer[got:] if got else buffer)
+                except ssl.SSLWantReadError:
+                    event = _POLLIN
+                except ssl.SSLWantWriteError:
+                    event = _POLLOUT
+                except ssl.SSLError as e:
+                    if got:
+                        return got
+                    self.failure = _tls_read_error(e)
+                    raise _copy(self.failure) from None
+                if got:
+                    return got
+            _wait_for(self.ssl, event, None)
+
+    def recv(self, bufsize, flags=0):
+        """Only the idle check's peek (MSG_PEEK | MSG_DONTWAIT): one byte if one can be had at
+        once (kept for the next recv_into: peeked, not taken), b"" at EOF; BlockingIOError when
+        nothing is there yet. TLS has no peek, so the byte is read and kept."""
+        with self.lock:
+            if self.closed:
+                raise self._closed_error()
+            if self.failure is not None:
+                raise ConnectionLostError(self.failure.message)
+            if self.stash or self.ssl.pending():
+                return b"\0"  # data waits: the link is open
+            try:
+                self._read_ahead()
+            except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                raise BlockingIOError() from None
+            except OSError:
+                raise ConnectionLostError(self.failure.message) from None
+            return self.stash  # b"" at EOF
+
+    # ------------------------------------------------------------------ writing (under write_lock)
+
+    def send(self, data, flags=0):
+        """Encrypts and sends `data`, waiting for the socket outside the lock; returns how many
+        bytes went (all of them: OpenSSL writes whole buffers). With MSG_DONTWAIT in `flags`,
+        one attempt that never waits (BlockingIOError)."""
+        while True:
+            with self.lock:
+                if self.closed:
+                    raise self._closed_error()
+                try:
+                    return self.ssl.send(data)
+                except ssl.SSLWantWriteError:
+                    event = _POLLOUT
+                except ssl.SSLWantReadError:
+                    event = _POLLIN
+            if flags:
+                raise BlockingIOError()
+            # Retried with the same buffer, as OpenSSL requires after a partial record.
+            _wait_for(self.ssl, event, None)
+
+    def sendall(self, data):
+        view = memoryview(data).cast("B")
+        while view.nbytes:
+            view = view[self.send(view):]
+
+    def sendmsg(self, buffers):
+        """For _send_parts: sends the first of `buffers` when it is large, straight from its
+        memory, else the run of small ones before the next large one joined into one write (a
+        frame's small parts need not each cost a TLS record). Returns the bytes sent."""
+        first = buffers[0]
+        if first.nbytes >= _TLS_JOIN_BELOW or len(buffers) == 1:
+            self.sendall(first)
+            return first.nbytes
+        run = []
+        size = 0
+        for b in buffers:
+            if b.nbytes >= _TLS_JOIN_BELOW or size + b.nbytes > 4 * _TLS_JOIN_BELOW:
+                break
+            run.append(b)
+            size += b.nbytes
+        self.sendall(b"".join(run))
+        return size
+
+    def close_notify(self):
+        """Tells the daemon that this side is done (a TLS close_notify), without waiting for
+        its answer. Best effort."""
+        with self.lock:
+            sslobj = getattr(self.ssl, "_sslobj", None)  # SSLSocket.unwrap() would drop it
+            if sslobj is None or self.closed:
+                return
+            try:
+                sslobj.shutdown()
+            except (OSError, ValueError):
+                pass  # SSLWantReadError: the close_notify went; the daemon's answer is not awaited
+
+    # ------------------------------------------------------------------ the socket underneath
+
+    def setsockopt(self, *args):
+        self.ssl.setsockopt(*args)
+
+    def shutdown(self, how):
+        # The TCP socket's own shutdown: SSLSocket.shutdown() would drop the TLS state under a
+        # reader (and the reader, woken, then sees EOF or the reset).
+        socket.socket.shutdown(self.ssl, how)
+
+    def close(self):
+        locked = self.lock.acquire(timeout=1.0)
+        try:
+            self.closed = True
+            self.ssl.close()
+        finally:
+            if locked:
+                self.lock.release()
+
+
+class _TlsSocket(_Socket):
+    """_Socket for a TLS link: readability is OpenSSL's (decrypted data), not the socket's."""
+
+    def readable(self, timeout):
+        return self.sock.readable(timeout)
+
+
 class _MidFrameTimeout(Exception):
     """The deadline passed with part of a frame read: the stream is out of step."""
 
@@ -217,12 +563,27 @@ class Connection:
     third of the lease while open; `reconnect`: resume the session after a broken connection;
     `max_payload`: largest reply accepted (checked before allocating); `secret`: the shared
     secret (str or bytes) for a daemon that requires one (default: secret_from_environment()).
+
+    TLS, for a daemon whose host.json has ``tls``: `tls_ca`: the CA file (PEM) that signed the
+    daemon's certificate (default $LABHOST_TLS_CA; TLS is used iff a CA file is known); the
+    certificate must also name `host` (IP address or DNS name). `tls_cert`, `tls_key`: this
+    client's certificate and key (PEM) for a daemon that verifies clients (default
+    $LABHOST_TLS_CERT, $LABHOST_TLS_KEY). `ssl_context`: an ssl.SSLContext to use instead of
+    those (then always TLS). The handshake counts against `connect_timeout`. Errors: a daemon
+    certificate that does not check out, or the daemon refusing this client's, is
+    AuthFailedError; a daemon without TLS is ConnectionLostError ("does not serve TLS"); a
+    client without TLS at a TLS daemon gets TlsRequiredError.
     """
 
     def __init__(self, host, port, *, timeout=None, connect_timeout=5.0, client_name=None,
                  heartbeats=True, reconnect=True, max_payload=protocol.DEFAULT_MAX_PAYLOAD,
-                 secret=None):
+                 secret=None, tls_ca=None, tls_cert=None, tls_key=None, ssl_context=None):
         self._secret = _secret_bytes(secret)  # first: a bad secret file fails before connecting
+        if ssl_context is None:
+            ssl_context = tls_context(tls_ca, tls_cert, tls_key)  # likewise bad TLS files
+        elif not isinstance(ssl_context, _load_ssl().SSLContext):
+            raise TypeError("ssl_context: expected an ssl.SSLContext, got %s" % type(ssl_context).__name__)
+        self._ssl_context = ssl_context
         self.host = host
         self.port = int(port)
         self.timeout = timeout
@@ -237,7 +598,7 @@ class Connection:
         self._next_id = 1
         self._connect_lock = threading.Lock()  # one reconnect at a time
         self._stop = threading.Event()
-        self._io = _Socket()
+        self._io = _Socket() if ssl_context is None else _TlsSocket()
         sock, self._welcome = self._open("")
         self._io.attach(sock)
         self._last_sent = time.monotonic()
@@ -283,6 +644,11 @@ class Connection:
     def resumed(self):
         """True when the last (re)connection resumed an earlier session."""
         return bool(self._welcome.get("resumed", False))
+
+    @property
+    def tls(self):
+        """True when the connection uses TLS."""
+        return self._ssl_context is not None
 
     @property
     def closed(self):
@@ -376,7 +742,7 @@ class Connection:
                 raise ConnectionLostError("the client closed this connection")
             if self._broken is None:
                 self._break(ConnectionLostError("reconnecting"), abortive=True)
-        return self._resume()
+        return self._resume(explicit=True)
 
     def close(self):
         """Says goodbye and closes: the daemon ends the session and releases its locks.
@@ -392,6 +758,8 @@ class Connection:
                     if not io.goodbye_sent:
                         io.goodbye_sent = True
                         io.sock.sendall(protocol.frame_bytes(protocol.GOODBYE, 0, None))
+                        if self._ssl_context is not None:
+                            io.sock.close_notify()
                 except OSError:
                     pass
                 finally:
@@ -449,7 +817,7 @@ class Connection:
                 with cond:
                     if self._broken is None and not self._pending and not self._reader_active:
                         self._break(ConnectionLostError("the daemon closed the connection"))
-                if self.reconnect and not self._closed:
+                if self.reconnect and not self._closed and _resumable(self._broken):
                     self._resume()
             pending = _Pending()
             with cond:
@@ -650,18 +1018,29 @@ class Connection:
             pass
         self._cond.notify_all()
 
-    def _resume(self):
-        """Replaces a broken socket by a new one that presents the session token."""
+    def _resume(self, explicit=False):
+        """Replaces a broken socket by a new one that presents the session token. Unless
+        `explicit` (resume()), not after the daemon refused this client (_resumable)."""
         with self._connect_lock:
             with self._cond:
                 if self._closed:
                     raise ConnectionLostError("the client closed this connection")
                 if self._broken is None:
                     return self.resumed  # another thread did it
+                if not explicit and not _resumable(self._broken):
+                    raise _copy(self._broken)  # refused while this thread waited for the lock
                 if not self._cond.wait_for(lambda: not self._reader_active, timeout=10.0):
                     raise ConnectionLostError("the reader of the broken connection did not stop")
                 token = self._welcome["session_token"]
-            sock, welcome = self._open(token)
+            try:
+                sock, welcome = self._open(token)
+            except (AuthFailedError, TlsRequiredError) as e:
+                # The daemon refused this client: a new connection would be refused again, so
+                # no automatic reconnect after this one (resume() still tries).
+                with self._cond:
+                    if self._broken is not None:
+                        self._broken = e
+                raise
             with self._cond:
                 if self._closed:
                     sock.close()
@@ -685,9 +1064,9 @@ class Connection:
             return bool(welcome.get("resumed"))
 
     def _open(self, token):
-        """Connects and shakes hands (hello, and with a secret challenge and authenticate),
-        before anyone else may use the socket. The whole handshake is bounded by
-        connect_timeout."""
+        """Connects and shakes hands (TLS when used, then hello, and with a secret challenge
+        and authenticate), before anyone else may use the socket. The whole handshake is
+        bounded by connect_timeout. Returns (socket, or _TlsLink with TLS; welcome)."""
         where = "%s:%d" % (self.host, self.port)
         timeout = self.connect_timeout
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -695,8 +1074,11 @@ class Connection:
             sock = socket.create_connection((self.host, self.port), timeout=timeout)
         except OSError as e:
             raise ConnectionLostError("cannot connect to %s: %s" % (where, e)) from None
+        if self._ssl_context is not None:
+            sock = self._tls_handshake(sock, where, deadline)  # closes sock when it fails
         try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self._ssl_context is None:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             secret = self._secret
             client_nonce = os.urandom(protocol.NONCE_SIZE) if secret else None
             sock.sendall(protocol.frame_bytes(
@@ -727,14 +1109,42 @@ class Connection:
             if message_type != protocol.WELCOME:
                 raise BadMessageError("expected welcome, got %s" % protocol.MESSAGE_NAMES[message_type])
             welcome = protocol.parse_welcome(value)
+            if self._ssl_context is not None:
+                return _TlsLink(sock), welcome
             sock.settimeout(None)
             return sock, welcome
         except socket.timeout:
             sock.close()
             raise ConnectionLostError("no welcome from %s within %g s" % (where, timeout)) from None
+        except _SSL_ERROR as e:  # an alert on the first read: the daemon refused our certificate
+            sock.close()
+            raise _tls_handshake_error(e, where) from None
         except OSError as e:
             sock.close()
             raise ConnectionLostError("hello to %s failed: %s" % (where, e)) from None
+        except BaseException:
+            sock.close()
+            raise
+
+    def _tls_handshake(self, sock, where, deadline):
+        """Shakes hands over TLS on a connected socket (closed on failure), checking the
+        daemon's certificate and that it names self.host. Returns the SSLSocket, blocking
+        with a timeout until the welcome."""
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if deadline is not None:
+                sock.settimeout(max(0.001, deadline - time.monotonic()))
+            return self._ssl_context.wrap_socket(sock, server_hostname=self.host)
+        except socket.timeout:
+            sock.close()
+            raise ConnectionLostError("no TLS handshake with %s within %g s"
+                                      % (where, self.connect_timeout)) from None
+        except _SSL_ERROR as e:
+            sock.close()
+            raise _tls_handshake_error(e, where) from None
+        except OSError as e:
+            sock.close()
+            raise ConnectionLostError("TLS handshake with %s failed: %s" % (where, e)) from None
         except BaseException:
             sock.close()
             raise
@@ -767,7 +1177,7 @@ class Connection:
         if self._closed:
             return
         if self._broken is not None:
-            if self.reconnect:
+            if self.reconnect and _resumable(self._broken):
                 self._resume()
             return
         if time.monotonic() - self._last_sent >= self._heartbeat_period() * 0.9:

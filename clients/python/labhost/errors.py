@@ -33,6 +33,7 @@ __all__ = [
     "NoSuchSessionError",
     "AuthFailedError",
     "NotAuthorisedError",
+    "TlsRequiredError",
     "NameTakenError",
     "NoSuchNameError",
     "ConnectionLostError",
@@ -111,6 +112,8 @@ NoSuchSessionError = _error("NoSuchSessionError", 24, "no_such_session", "No suc
 AuthFailedError = _error("AuthFailedError", 30, "auth_failed", "Authentication failed.")
 NotAuthorisedError = _error("NotAuthorisedError", 31, "not_authorised",
                             "Not allowed (e.g. a force unlock with a wrong admin secret).")
+TlsRequiredError = _error("TlsRequiredError", 32, "tls_required",
+                          "The daemon serves TLS only: connect with a CA file (tls_ca, $LABHOST_TLS_CA).")
 # nameserver
 NameTakenError = _error("NameTakenError", 40, "name_taken", "The name is registered already.")
 NoSuchNameError = _error("NoSuchNameError", 41, "no_such_name", "No such name on the nameserver.")
@@ -130,7 +133,8 @@ _BY_CODE = {
         BadArgumentsError, DriverError, ServiceUnavailableError, BusyError, LabhostTimeoutError,
         ShuttingDownError, InternalError, BadMessageError, LockedError, NotLockOwnerError,
         NotLockableError, LockedOutError, NoSuchSessionError, AuthFailedError,
-        NotAuthorisedError, NameTakenError, NoSuchNameError, ConnectionLostError,
+        NotAuthorisedError, TlsRequiredError, NameTakenError, NoSuchNameError,
+        ConnectionLostError,
         BadAddressError,
     )
 }

@@ -12,7 +12,9 @@ disappears when the daemon that registered it stops.
         print(record.name, record.address, record.metadata["description"])
 
 The nameserver is ``ns`` ("HOST:PORT" or "lab://HOST:PORT"), else $LABHOST_NS, else
-"127.0.0.1:7700" (default_nameserver()).
+"127.0.0.1:7700" (default_nameserver()). The connection options (``secret``, and ``tls_ca``,
+``tls_cert``, ``tls_key``, ``ssl_context`` or $LABHOST_TLS_CA... for TLS) serve for the
+nameserver and for the service located through it alike.
 """
 
 import os
@@ -87,7 +89,7 @@ def names(ns=None, prefix="", metadata=None, **connect_options):
     """The names registered on the nameserver, as NameRecords in name order: those starting
     with `prefix` whose metadata holds every key and value of `metadata` (values compare by
     type too: 1 is not 1.0). `connect_options` go to the connection to the nameserver
-    (timeout, connect_timeout, client_name, secret)."""
+    (timeout, connect_timeout, client_name, secret, tls_ca, tls_cert, tls_key, ssl_context)."""
     if not isinstance(prefix, str):
         raise TypeError("prefix: expected str, got %s" % type(prefix).__name__)
     args = [prefix]
@@ -102,14 +104,15 @@ def names(ns=None, prefix="", metadata=None, **connect_options):
 
 
 def lookup(name, ns=None, **connect_options):
-    """The NameRecord of `name`. Errors: NoSuchNameError."""
+    """The NameRecord of `name`. `connect_options` as for names(). Errors: NoSuchNameError."""
     return NameRecord.from_value(_ask(ns, "lookup", [name], connect_options))
 
 
 def locate(name, ns=None, **connect_options):
     """A ServiceProxy of the service registered as `name` on the nameserver, with its own
     connection. `connect_options` are those of labhost.connect (timeout, client_name,
-    secret, ...); they serve for the nameserver too. Errors: NoSuchNameError."""
+    secret, tls_ca, tls_cert, tls_key, ssl_context, ...); they serve for the nameserver too.
+    Errors: NoSuchNameError."""
     record = lookup(name, ns, **connect_options)
     address = parse_address(record.address)
     if not address.service:

@@ -43,6 +43,9 @@ struct client_options {
   /// Empty: $LABHOST_TLS_CERT and $LABHOST_TLS_KEY, else none.
   std::string tls_cert_file;
   std::string tls_key_file;
+  /// Take the secret and the TLS files from the environment ($LABHOST_SECRET..., $LABHOST_TLS_...)
+  /// when they are not given. Off for labhost's own connections, which follow host.json only.
+  bool use_environment = true;
   /// Send heartbeats (a ping every third of the daemon's lease) while the client is open,
   /// so that an idle session, and its locks, stay alive.
   bool heartbeats = true;
