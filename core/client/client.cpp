@@ -116,12 +116,15 @@ struct link {
   std::unique_ptr<client_detail::tls_link> tls;  // before fd: it is torn down first
 
   link() = default;
-  link(link&& other) noexcept : fd(std::exchange(other.fd, -1)), tls(std::move(other.tls)) {}
+  link(link&& other) noexcept { *this = std::move(other); }
   link& operator=(link&& other) noexcept {
     if (this != &other) {
       close();
       fd = std::exchange(other.fd, -1);
       tls = std::move(other.tls);
+      read_buffer = std::move(other.read_buffer);
+      buffered_begin = std::exchange(other.buffered_begin, 0);
+      buffered_end = std::exchange(other.buffered_end, 0);
     }
     return *this;
   }
@@ -145,14 +148,15 @@ struct link {
     }
   }
 
-  /// Reads exactly `size` bytes; waits at most until `deadline` when it is set.
+  /// Reads exactly `size` bytes; waits at most until `deadline` when it is set. One reader
+  /// at a time.
   std::optional<error> read_exact(std::uint8_t* data, std::size_t size,
                                   std::optional<std::chrono::steady_clock::time_point> deadline,
                                   std::size_t* read_so_far = nullptr) {
     std::size_t local_count = 0;
     std::size_t& got = read_so_far ? *read_so_far : local_count;
     if (tls) return tls->read_exact(data, size, deadline, got);
-    got = 0;
+    got = take_buffered(data, size);
     while (got < size) {
       if (deadline) {
         auto left = std::chrono::duration_cast<std::chrono::milliseconds>(*deadline - std::chrono::steady_clock::now());
@@ -163,13 +167,38 @@ struct link {
         if (r < 0 && errno != EINTR) return error{errc::connection_lost, std::strerror(errno)};
         if (r < 0) continue;
       }
-      ssize_t n = ::recv(fd, data + got, size - got, 0);
+      // A large rest goes straight into place; a small one through the buffer, so that one
+      // recv brings a whole small reply (header and payload) instead of one per part.
+      const bool direct = size - got >= read_buffer_size / 2;
+      if (!direct && !read_buffer) read_buffer = std::make_unique_for_overwrite<std::uint8_t[]>(read_buffer_size);
+      ssize_t n = direct ? ::recv(fd, data + got, size - got, 0) : ::recv(fd, read_buffer.get(), read_buffer_size, 0);
       if (n < 0 && errno == EINTR) continue;
       if (n == 0) return error{errc::connection_lost, "the daemon closed the connection"};
       if (n < 0) return error{errc::connection_lost, std::string("recv failed: ") + std::strerror(errno)};
-      got += static_cast<std::size_t>(n);
+      if (direct) {
+        got += static_cast<std::size_t>(n);
+      } else {
+        buffered_begin = 0;
+        buffered_end = static_cast<std::size_t>(n);
+        got += take_buffered(data + got, size - got);
+      }
     }
     return std::nullopt;
+  }
+
+ private:
+  static constexpr std::size_t read_buffer_size = 64 * 1024;
+  // Plain TCP: bytes received ahead of what has been asked for (the reader's only).
+  std::unique_ptr<std::uint8_t[]> read_buffer;
+  std::size_t buffered_begin = 0;
+  std::size_t buffered_end = 0;
+
+  /// Moves up to `size` buffered bytes to `data`; how many.
+  std::size_t take_buffered(std::uint8_t* data, std::size_t size) {
+    const std::size_t n = std::min(size, buffered_end - buffered_begin);
+    if (n > 0) std::memcpy(data, read_buffer.get() + buffered_begin, n);
+    buffered_begin += n;
+    return n;
   }
 };
 

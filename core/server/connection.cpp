@@ -1,5 +1,7 @@
 #include "connection.h"
 
+#include <cstring>
+
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
@@ -40,6 +42,7 @@ connection::connection(asio::ip::tcp::socket socket, std::shared_ptr<daemon_stat
   auto remote = socket_.remote_endpoint(ec);
   peer_ = ec ? "unknown peer" : remote.address().to_string() + ":" + std::to_string(remote.port());
   socket_.set_option(asio::ip::tcp::no_delay(true), ec);
+  socket_.set_option(asio::socket_base::send_buffer_size(4 << 20), ec);
   socket_.non_blocking(true, ec);  // send() writes directly and must never block
 }
 
@@ -148,42 +151,74 @@ void connection::stop() {
 }
 
 void connection::do_read_header() {
+  if (buffered_end_ - buffered_begin_ >= protocol::header_size) {
+    // The client sent its next frame already (pipelining). Handle it from the io_context
+    // rather than from this stack: the call that may have started this read runs next, and
+    // must not hold the frame behind it up.
+    auto next = [self = shared_from_this()] { self->on_buffered_header(); };
+    if (tls_)
+      asio::post(strand_, std::move(next));
+    else
+      asio::post(state_->io, std::move(next));
+    return;
+  }
+  read_more();
+}
+
+void connection::read_more() {
+  // Keep what is buffered (part of a header) at the front, and read after it as much as
+  // the client has sent: usually a whole small frame, header and payload, in one recv.
+  const std::size_t kept = buffered_end_ - buffered_begin_;
+  if (!read_buffer_) read_buffer_ = std::make_unique_for_overwrite<std::uint8_t[]>(read_buffer_size);
+  std::memmove(read_buffer_.get(), read_buffer_.get() + buffered_begin_, kept);
+  buffered_begin_ = 0;
+  buffered_end_ = kept;
   std::lock_guard lock(mutex_);
   if (closed_) return;
-  auto on_header = [self = shared_from_this()](boost::system::error_code ec, std::size_t) {
+  auto on_read = [self = shared_from_this()](boost::system::error_code ec, std::size_t n) {
     if (ec) {
       self->on_disconnect(is_orderly_close(ec));
       return;
     }
-    // Before the handshake only small frames are accepted (hello and authenticate are tiny):
-    // a stranger cannot make the daemon hold max_frame_bytes per connection.
-    const std::uint32_t limit =
-        self->session_ ? self->state_->config.max_frame_bytes
-                       : std::min<std::uint32_t>(self->state_->config.max_frame_bytes, pre_handshake_max_payload);
-    auto parsed = protocol::parse_header(self->header_bytes_, limit);
-    if (!parsed) {
-      // The stream cannot be resynchronised after a bad header: say why, then close.
-      LABHOST_LOG(warning) << self->peer_ << ": " << parsed.err().to_string();
-      self->send_error(0, parsed.err());
-      self->close_after_flush();
-      return;
-    }
-    self->header_ = *parsed;
-    self->do_read_payload();
+    self->buffered_end_ += n;
+    if (self->buffered_end_ < protocol::header_size) return self->read_more();
+    self->on_buffered_header();
   };
+  auto space = asio::buffer(read_buffer_.get() + kept, read_buffer_size - kept);
   if (tls_)
-    asio::async_read(*tls_, asio::buffer(header_bytes_), asio::bind_executor(strand_, std::move(on_header)));
+    tls_->async_read_some(space, asio::bind_executor(strand_, std::move(on_read)));
   else
-    asio::async_read(socket_, asio::buffer(header_bytes_), std::move(on_header));
+    socket_.async_read_some(space, std::move(on_read));
 }
 
-void connection::do_read_payload() {
+void connection::on_buffered_header() {
+  // Before the handshake only small frames are accepted (hello and authenticate are tiny):
+  // a stranger cannot make the daemon hold max_frame_bytes per connection.
+  const std::uint32_t limit = session_ ? state_->config.max_frame_bytes
+                                       : std::min<std::uint32_t>(state_->config.max_frame_bytes,
+                                                                 pre_handshake_max_payload);
+  auto parsed = protocol::parse_header(
+      std::span<const std::uint8_t, protocol::header_size>(read_buffer_.get() + buffered_begin_, protocol::header_size),
+      limit);
+  if (!parsed) {
+    // The stream cannot be resynchronised after a bad header: say why, then close.
+    LABHOST_LOG(warning) << peer_ << ": " << parsed.err().to_string();
+    send_error(0, parsed.err());
+    close_after_flush();
+    return;
+  }
+  header_ = *parsed;
+  buffered_begin_ += protocol::header_size;
   // The length was checked against max_frame_bytes by parse_header: only now allocate.
   payload_.resize(header_.payload_size);
-  if (payload_.empty()) {
+  const std::size_t from_buffer = std::min<std::size_t>(payload_.size(), buffered_end_ - buffered_begin_);
+  std::memcpy(payload_.data(), read_buffer_.get() + buffered_begin_, from_buffer);
+  buffered_begin_ += from_buffer;
+  if (from_buffer == payload_.size()) {
     on_frame(header_);
     return;
   }
+  // A large payload: the rest goes straight into place.
   std::lock_guard lock(mutex_);
   if (closed_) return;
   auto on_payload = [self = shared_from_this()](boost::system::error_code ec, std::size_t) {
@@ -193,10 +228,11 @@ void connection::do_read_payload() {
     }
     self->on_frame(self->header_);
   };
+  auto rest = asio::buffer(payload_.data() + from_buffer, payload_.size() - from_buffer);
   if (tls_)
-    asio::async_read(*tls_, asio::buffer(payload_), asio::bind_executor(strand_, std::move(on_payload)));
+    asio::async_read(*tls_, rest, asio::bind_executor(strand_, std::move(on_payload)));
   else
-    asio::async_read(socket_, asio::buffer(payload_), std::move(on_payload));
+    asio::async_read(socket_, rest, std::move(on_payload));
 }
 
 void connection::on_disconnect(bool orderly) {

@@ -58,8 +58,11 @@ class connection : public std::enable_shared_from_this<connection> {
   void start_tls(std::function<void()> then);
   void on_first_bytes();
   void on_tls_handshake(const boost::system::error_code& ec);
+  /// Goes on to the next frame: from the read buffer when the client sent it already.
   void do_read_header();
-  void do_read_payload();
+  void read_more();
+  /// A whole header is buffered: checks it, then gets the payload.
+  void on_buffered_header();
   void on_frame(const protocol::frame_header& header);
   void handle_hello(std::uint32_t request_id, const value& payload);
   void handle_authenticate(std::uint32_t request_id, const value& payload);
@@ -96,7 +99,10 @@ class connection : public std::enable_shared_from_this<connection> {
   std::function<void()> after_tls_;  // what start_tls() runs once TLS is up (strand_ only)
 
   // Touched only by the read chain (one read outstanding at a time).
-  std::array<std::uint8_t, protocol::header_size> header_bytes_{};
+  static constexpr std::size_t read_buffer_size = 16 * 1024;
+  std::unique_ptr<std::uint8_t[]> read_buffer_;  // received, not yet handled: [begin, end)
+  std::size_t buffered_begin_ = 0;
+  std::size_t buffered_end_ = 0;
   protocol::frame_header header_;
   std::vector<std::uint8_t> payload_;
 

@@ -4,7 +4,9 @@
 // Parameters: width (default 2048), height (default 2048), exposure_ms (default 10).
 #include <labhost/driver.h>
 
+#include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <vector>
 
 namespace {
@@ -17,6 +19,8 @@ class sim_camera {
         exposure_ms_(p.get("exposure_ms", 10.0)) {
     if (width_ < 1 || height_ < 1 || width_ * height_ > (64ll << 20))
       throw labhost::bad_arguments_error("width x height must be 1 to 64 Mpixel");
+    ramp_.resize(2 * 65536);
+    for (std::size_t i = 0; i < ramp_.size(); ++i) ramp_[i] = static_cast<std::uint16_t>(i);
   }
 
   void set_exposure(double ms) {
@@ -31,10 +35,14 @@ class sim_camera {
     frame.type = labhost::element_type::uint16;
     frame.data.resize(static_cast<std::size_t>(width_ * height_) * 2);
     auto* pixels = reinterpret_cast<std::uint16_t*>(frame.data.data());
-    const auto offset = static_cast<std::uint16_t>(frame_count_ + static_cast<std::int64_t>(exposure_ms_));
+    const auto offset = static_cast<std::int64_t>(frame_count_ + static_cast<std::int64_t>(exposure_ms_));
+    // Row y is the ramp (y + offset), (y + offset + 1), ... mod 65536: a copy out of one
+    // precomputed ramp, as a real camera copies out of its frame buffer.
     for (std::int64_t y = 0; y < height_; ++y)
-      for (std::int64_t x = 0; x < width_; ++x)
-        pixels[y * width_ + x] = static_cast<std::uint16_t>(x + y + offset);
+      for (std::int64_t x = 0; x < width_; x += 65536) {
+        const auto count = static_cast<std::size_t>(std::min<std::int64_t>(65536, width_ - x));
+        std::memcpy(pixels + y * width_ + x, ramp_.data() + ((x + y + offset) & 0xFFFF), count * 2);
+      }
     ++frame_count_;
     return frame;
   }
@@ -45,6 +53,7 @@ class sim_camera {
   std::int64_t height_;
   double exposure_ms_;
   std::int64_t frame_count_ = 0;
+  std::vector<std::uint16_t> ramp_;  // ramp_[i] = i mod 65536: any 65536 pixels of a row
 };
 
 }  // namespace
