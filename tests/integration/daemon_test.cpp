@@ -7,6 +7,8 @@
 #include <thread>
 
 #include "labhost/client.h"
+#include "protocol/messages.h"
+#include "raw_client.h"
 #include "test_daemon.h"
 
 using namespace labhost;
@@ -184,6 +186,27 @@ BOOST_AUTO_TEST_CASE(a_blocked_call_on_one_service_does_not_delay_another) {
   BOOST_TEST((blocked.wait_for(std::chrono::seconds(0)) == std::future_status::timeout));
   c->call("b", "open_gate", {"g1"});
   BOOST_TEST(blocked.get() == 1);
+}
+
+BOOST_AUTO_TEST_CASE(a_blocked_call_does_not_delay_a_request_sent_in_the_same_write) {
+  // The daemon reads ahead: the second call is in its buffer before the first one blocks.
+  test_daemon d(echo_services);
+  labhost::testing::raw_client s(d.port());
+  s.hello();
+  auto batch = protocol::encode_frame(protocol::message_type::call, 1,
+                                      protocol::to_value(protocol::call_message{"a", "wait_gate", {"g2"}, {}}));
+  auto second = protocol::encode_frame(protocol::message_type::call, 2,
+                                       protocol::to_value(protocol::call_message{"b", "wait_entered", {"g2", 1}, {}}));
+  batch.insert(batch.end(), second.begin(), second.end());
+  s.send(batch);
+  auto first_reply = s.receive();  // b's answer, while a's call still waits at its gate
+  BOOST_TEST_REQUIRE(first_reply.has_value());
+  BOOST_TEST(first_reply->first.request_id == 2u);
+  d.connect()->call("b", "open_gate", {"g2"});
+  auto last_reply = s.receive();
+  BOOST_TEST_REQUIRE(last_reply.has_value());
+  BOOST_TEST(last_reply->first.request_id == 1u);
+  BOOST_TEST(last_reply->second.as_int() == 1);
 }
 
 BOOST_AUTO_TEST_CASE(calls_to_one_service_run_one_after_the_other) {

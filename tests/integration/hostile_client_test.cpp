@@ -8,6 +8,7 @@
 #include <boost/test/unit_test.hpp>
 #include <cstring>
 #include <fstream>
+#include <map>
 #include <set>
 
 #include "labhost/value_codec.h"
@@ -172,6 +173,34 @@ BOOST_AUTO_TEST_CASE(several_requests_in_flight_are_answered_by_request_id) {
     answered.insert(reply->first.request_id);
   }
   BOOST_TEST(answered.size() == 10u);
+}
+
+BOOST_AUTO_TEST_CASE(frames_cut_and_joined_anywhere_are_read_whole) {
+  // The daemon reads ahead into a buffer: a header may arrive in pieces, a payload may be
+  // longer than the buffer and share a write with the next frame.
+  raw_socket s(d.port());
+  s.hello();
+  const std::string big(40000, 'x');
+  auto stream = encode_frame(message_type::call, 1, to_value(call_message{"echo", "echo", {big}, {}}));
+  const std::size_t first_frame = stream.size();
+  for (auto f : {encode_frame(message_type::call, 2, to_value(call_message{"echo", "add", {2, 3}, {}})),
+                 encode_frame(message_type::ping, 3, nullptr)})
+    stream.insert(stream.end(), f.begin(), f.end());
+  std::size_t sent = 0;
+  for (std::size_t cut : {std::size_t{5}, std::size_t{20000}, first_frame + 7, stream.size()}) {
+    s.send(std::vector<std::uint8_t>(stream.begin() + static_cast<std::ptrdiff_t>(sent),
+                                     stream.begin() + static_cast<std::ptrdiff_t>(cut)));
+    sent = cut;
+  }
+  std::map<std::uint32_t, std::pair<frame_header, value>> replies;
+  for (int i = 0; i < 3; ++i) {
+    auto reply = s.receive();
+    BOOST_TEST_REQUIRE(reply.has_value());
+    replies[reply->first.request_id] = *reply;
+  }
+  BOOST_TEST(replies.at(1).second.as_string() == big);
+  BOOST_TEST(replies.at(2).second.as_int() == 5);
+  BOOST_TEST((replies.at(3).first.type == message_type::pong));
 }
 
 BOOST_AUTO_TEST_SUITE_END()
