@@ -249,7 +249,7 @@ void run_bulk(std::uint16_t daemon_port, std::uint16_t floor_port, const std::fi
   std::vector<double> driver_ms;
   for (int i = 0; i < std::max(5, per_round); ++i) {
     auto start = clock_type::now();
-    std::vector<std::uint8_t> out(protocol::header_size);
+    protocol::frame_buffer out(std::vector<std::uint8_t>(protocol::header_size));
     auto failure =
         (*instance)->invoke(static_cast<std::uint32_t>(grab), no_args, out, protocol::default_max_payload);
     driver_ms.push_back(microseconds(clock_type::now() - start) / 1000.0);

@@ -26,17 +26,45 @@ std::string abi_text(std::uint32_t abi) {
   return std::to_string(abi >> 16) + "." + std::to_string(abi & 0xFFFF);
 }
 
-/// Appends whatever the driver writes to a vector, refusing beyond a limit.
+/// Appends whatever the driver writes to a vector, refusing beyond a limit (messages).
 struct vector_output {
   std::vector<std::uint8_t>* out;
   std::size_t limit;
-  labhost_output sink{this, &write};
+  labhost_output sink{this, &write, nullptr};
 
   static int write(void* context, const std::uint8_t* data, std::size_t size) {
     auto* self = static_cast<vector_output*>(context);
     if (self->out->size() + size > self->limit) return 1;
     self->out->insert(self->out->end(), data, data + size);
     return 0;
+  }
+};
+
+/// Appends a call's result to a frame, refusing beyond a limit; lends the driver room to
+/// write a large result in place (reserve).
+struct frame_output {
+  protocol::frame_buffer* out;
+  std::size_t limit;
+  std::size_t message_start;  // on failure the message is what was written from here on
+  labhost_output sink{this, &write, &reserve};
+
+  static int write(void* context, const std::uint8_t* data, std::size_t size) {
+    auto* self = static_cast<frame_output*>(context);
+    if (size > self->limit - std::min(self->limit, self->out->size())) return 1;
+    self->out->append(data, size);
+    return 0;
+  }
+  static std::uint8_t* reserve(void* context, std::size_t size) {
+    auto* self = static_cast<frame_output*>(context);
+    // A failure after a reserve has left the start of a result behind (an array's prefix,
+    // the reserved bytes): the message is what comes after them (driver_abi.h).
+    if (size > self->limit - std::min(self->limit, self->out->size())) {
+      self->message_start = self->out->size();
+      return nullptr;
+    }
+    std::uint8_t* at = self->out->append_uninitialized(size);
+    self->message_start = self->out->size();
+    return at;
   }
 };
 
@@ -197,19 +225,24 @@ driver_instance::~driver_instance() {
 
 std::optional<error> driver_instance::invoke(std::uint32_t method_index,
                                              std::span<const std::uint8_t> encoded_args,
-                                             std::vector<std::uint8_t>& out,
-                                             std::size_t max_result) {
+                                             protocol::frame_buffer& out, std::size_t max_result) {
   if (closed_) return error{errc::service_unavailable, "driver is closed"};
   const std::size_t start = out.size();
-  vector_output output{&out, start + max_result};
+  frame_output output{&out, start + max_result, start};
+  // A driver built for ABI 1.0 knows a two-field labhost_output: it never reads reserve.
   int status = library_->descriptor_->invoke(handle_, method_index, encoded_args.data(),
                                              encoded_args.size(), &output.sink);
   if (status == LABHOST_OK) {
-    if (out.size() == start) out.push_back(static_cast<std::uint8_t>(value_kind::null));
+    if (out.size() == start) {
+      const auto null_tag = static_cast<std::uint8_t>(value_kind::null);
+      out.append(&null_tag, 1);
+    }
     return std::nullopt;
   }
-  std::string message = text_of(std::span(out).subspan(start));
-  out.resize(start);
+  // An error's message is small and written with write(): it is in the head.
+  auto whole = out.contiguous();
+  std::string message = text_of(std::span(whole).subspan(output.message_start));
+  out.truncate(start);
   if (message.empty()) message = "driver reported an error without a message";
   return error{status_to_errc(status), std::move(message)};
 }

@@ -17,6 +17,7 @@
 #include <variant>
 #include <vector>
 
+#include "../protocol/frame_buffer.h"
 #include "labhost/description.h"
 #include "labhost/driver_abi.h"
 #include "labhost/errors.h"
@@ -91,10 +92,11 @@ class driver_instance {
   driver_instance& operator=(const driver_instance&) = delete;
 
   /// Calls a method with `encoded_args` (an encoded list). On success the encoded result is
-  /// APPENDED to `out` (so a caller can reserve room for a frame header in front) and
-  /// nothing is returned; `max_result` bounds what the driver may write.
+  /// APPENDED to `out` (so a caller can reserve room for a frame header in front; a large
+  /// result the driver wrote in place is out's tail) and nothing is returned; `max_result`
+  /// bounds what the driver may write. REQUIRES: out has no tail yet.
   std::optional<error> invoke(std::uint32_t method_index, std::span<const std::uint8_t> encoded_args,
-                              std::vector<std::uint8_t>& out, std::size_t max_result);
+                              protocol::frame_buffer& out, std::size_t max_result);
 
   /// Releases the hardware (descriptor close); later calls are refused. Idempotent.
   std::optional<error> close();

@@ -458,21 +458,22 @@ void connection::handle_call(std::uint32_t request_id, value payload, std::share
     asio::dispatch(slot.strand, std::move(run));
 }
 
-std::vector<std::uint8_t> connection::run_call(std::uint32_t request_id, service_slot& slot,
-                                               const session& caller, const protocol::call_message& call) {
-  std::vector<std::uint8_t> frame(protocol::header_size);  // the result is written after it
+protocol::frame_buffer connection::run_call(std::uint32_t request_id, service_slot& slot, const session& caller,
+                                           const protocol::call_message& call) {
+  protocol::frame_buffer frame(std::vector<std::uint8_t>(protocol::header_size));  // the result follows
   auto failure = slot.svc->call(caller.info(), call.method, call.args, call.kwargs, frame,
                                 state_->config.max_frame_bytes);
   if (failure) {
     if (failure->code == errc::driver_error)
       LABHOST_LOG_SERVICE(info, slot.svc->name()) << call.method << ": " << failure->message;
-    return protocol::encode_frame(message_type::error, request_id, protocol::to_value(*failure));
+    return protocol::frame_buffer(
+        protocol::encode_frame(message_type::error, request_id, protocol::to_value(*failure)));
   }
   protocol::frame_header h;
   h.type = message_type::result;
   h.request_id = request_id;
   h.payload_size = static_cast<std::uint32_t>(frame.size() - protocol::header_size);
-  protocol::write_header(h, std::span<std::uint8_t, protocol::header_size>(frame.data(), protocol::header_size));
+  protocol::write_header(h, std::span<std::uint8_t, protocol::header_size>(frame.head().data(), protocol::header_size));
   return frame;
 }
 
@@ -586,7 +587,23 @@ void connection::send_value(message_type type, std::uint32_t request_id, const v
   send(protocol::encode_frame(type, request_id, payload));
 }
 
-void connection::send(std::vector<std::uint8_t> frame) {
+namespace {
+
+/// The bytes of a frame from `offset` on, as one or two buffers (head, then tail).
+std::array<asio::const_buffer, 2> unsent_part(const protocol::frame_buffer& frame, std::size_t offset) {
+  const auto& head = frame.head();
+  const auto tail = frame.tail();
+  if (offset < head.size())
+    return {asio::buffer(head.data() + offset, head.size() - offset), asio::buffer(tail.data(), tail.size())};
+  offset -= head.size();
+  return {asio::buffer(tail.data() + offset, tail.size() - offset), asio::const_buffer()};
+}
+
+}  // namespace
+
+void connection::send(std::vector<std::uint8_t> frame) { send(protocol::frame_buffer(std::move(frame))); }
+
+void connection::send(protocol::frame_buffer frame) {
   if (tls_) {
     asio::dispatch(strand_, [self = shared_from_this(), frame = std::move(frame)]() mutable {
       std::lock_guard lock(self->mutex_);
@@ -603,7 +620,7 @@ void connection::send(std::vector<std::uint8_t> frame) {
     // Most replies fit in the socket's buffer: write them now, on this thread, rather than
     // through an asynchronous write whose completion costs another round through the pool.
     boost::system::error_code ec;
-    written = socket_.write_some(asio::buffer(frame), ec);
+    written = socket_.write_some(unsent_part(frame, 0), ec);
     if (ec == asio::error::would_block || ec == asio::error::try_again) {
       written = 0;
     } else if (ec) {
@@ -638,7 +655,7 @@ void connection::close_after_flush() {
 void connection::do_write() {
   writing_ = true;
   auto& front = write_queue_.front();
-  auto bytes = asio::buffer(front.bytes.data() + front.offset, front.bytes.size() - front.offset);
+  auto bytes = unsent_part(front.frame, front.offset);
   auto on_written = [self = shared_from_this()](boost::system::error_code ec, std::size_t) {
     std::lock_guard lock(self->mutex_);
     if (self->closed_) return;

@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "../protocol/frame.h"
+#include "../protocol/frame_buffer.h"
 #include "../protocol/messages.h"
 #include "daemon_state.h"
 #include "session.h"
@@ -71,7 +72,7 @@ class connection : public std::enable_shared_from_this<connection> {
   void handle_describe(std::uint32_t request_id, const value& payload);
   void handle_call(std::uint32_t request_id, value payload, std::shared_ptr<session> caller);
   /// Runs a call on its service (REQUIRES: on the service's strand); the reply frame.
-  std::vector<std::uint8_t> run_call(std::uint32_t request_id, service_slot& slot, const session& caller,
+  protocol::frame_buffer run_call(std::uint32_t request_id, service_slot& slot, const session& caller,
                                      const protocol::call_message& call);
   void handle_lock(std::uint32_t request_id, const value& payload);
   void handle_unlock(std::uint32_t request_id, const value& payload);
@@ -84,6 +85,7 @@ class connection : public std::enable_shared_from_this<connection> {
   void on_disconnect(bool orderly);
 
   void send(std::vector<std::uint8_t> frame);
+  void send(protocol::frame_buffer frame);
   void send_error(std::uint32_t request_id, const error& e);
   void close_after_flush();
   void do_write();      // REQUIRES: mutex_ held
@@ -116,7 +118,7 @@ class connection : public std::enable_shared_from_this<connection> {
 
   std::mutex mutex_;  // guards the socket's operations, write_queue_ and the flags below
   struct pending_write {
-    std::vector<std::uint8_t> bytes;
+    protocol::frame_buffer frame;
     std::size_t offset = 0;  // already written
   };
   std::deque<pending_write> write_queue_;

@@ -144,7 +144,7 @@ result<plugin::driver_instance*> service::instance_for(const session_info& calle
 
 std::optional<error> service::call(const session_info& caller, const std::string& method,
                                    const list& args, const map& kwargs,
-                                   std::vector<std::uint8_t>& out, std::size_t max_result) {
+                                   protocol::frame_buffer& out, std::size_t max_result) {
   if (auto refusal = lock_refusal(caller.token)) return refusal;
   if (!ready()) return error{errc::service_unavailable, config_.name + ": " + unavailable_reason()};
   int index = library_->method_index(method);

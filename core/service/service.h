@@ -61,7 +61,7 @@ class service {
   /// force), no_such_method, bad_arguments, driver_error, service_unavailable.
   /// REQUIRES: serialized with other call()/end_session()/close().
   std::optional<error> call(const session_info& caller, const std::string& method,
-                            const list& args, const map& kwargs, std::vector<std::uint8_t>& out,
+                            const list& args, const map& kwargs, protocol::frame_buffer& out,
                             std::size_t max_result);
 
   /// Closes and frees the session instance of `token`, if any. REQUIRES: serialized.

@@ -30,21 +30,19 @@ class sim_camera {
   double exposure() const { return exposure_ms_; }
   std::vector<std::int64_t> shape() const { return {height_, width_}; }
 
-  labhost::typed_array grab() {
-    labhost::typed_array frame;
-    frame.type = labhost::element_type::uint16;
-    frame.data.resize(static_cast<std::size_t>(width_ * height_) * 2);
-    auto* pixels = reinterpret_cast<std::uint16_t*>(frame.data.data());
+  labhost::array_result<std::uint16_t> grab() {
     const auto offset = static_cast<std::int64_t>(frame_count_ + static_cast<std::int64_t>(exposure_ms_));
-    // Row y is the ramp (y + offset), (y + offset + 1), ... mod 65536: a copy out of one
-    // precomputed ramp, as a real camera copies out of its frame buffer.
-    for (std::int64_t y = 0; y < height_; ++y)
-      for (std::int64_t x = 0; x < width_; x += 65536) {
-        const auto count = static_cast<std::size_t>(std::min<std::int64_t>(65536, width_ - x));
-        std::memcpy(pixels + y * width_ + x, ramp_.data() + ((x + y + offset) & 0xFFFF), count * 2);
-      }
     ++frame_count_;
-    return frame;
+    // Written straight into the daemon's reply. Row y is the ramp (y + offset), (y + offset
+    // + 1), ... mod 65536: a copy out of one precomputed ramp, as a real camera copies out of
+    // its frame buffer.
+    return {static_cast<std::size_t>(width_ * height_), [this, offset](std::span<std::uint16_t> pixels) {
+              for (std::int64_t y = 0; y < height_; ++y)
+                for (std::int64_t x = 0; x < width_; x += 65536) {
+                  const auto count = static_cast<std::size_t>(std::min<std::int64_t>(65536, width_ - x));
+                  std::memcpy(pixels.data() + y * width_ + x, ramp_.data() + ((x + y + offset) & 0xFFFF), count * 2);
+                }
+            }};
   }
   std::int64_t frames() const { return frame_count_; }
 

@@ -77,13 +77,26 @@ BOOST_AUTO_TEST_CASE(every_sim_instrument_answers) {
   BOOST_TEST(c->call("camera", "frames").as_int() == 1);
 }
 
-BOOST_AUTO_TEST_CASE(a_full_size_camera_frame_arrives_intact) {
-  test_daemon d(R"({"camera": {"driver": "sim_camera"}})");
+BOOST_AUTO_TEST_CASE(full_size_camera_frames_arrive_intact_pixel_by_pixel) {
+  // The frame is written in place into the daemon's reply: every pixel must be there, in
+  // every frame (pixel (x, y) = x + y + frame number + exposure, mod 65536).
+  test_daemon d(R"({"camera": {"driver": "sim_camera"},
+                    "wide": {"driver": "sim_camera", "params": {"width": 70000, "height": 3}}})");
   auto c = d.connect();
-  auto frame = c->call("camera", "grab").as_array();
-  BOOST_TEST_REQUIRE(frame.count() == 2048u * 2048u);  // 8 MiB
-  BOOST_TEST(frame.at<std::uint16_t>(0) == 10);        // exposure 10 ms
-  BOOST_TEST(frame.at<std::uint16_t>(2047 * 2048 + 2047) == static_cast<std::uint16_t>(2047 + 2047 + 10));
+  auto check = [&](const std::string& camera, std::int64_t width, std::int64_t height, std::int64_t frame_number) {
+    auto frame = c->call(camera, "grab").as_array();
+    BOOST_TEST_REQUIRE(frame.count() == static_cast<std::size_t>(width * height));
+    std::size_t wrong = 0;
+    for (std::int64_t y = 0; y < height; ++y)
+      for (std::int64_t x = 0; x < width; ++x)
+        if (frame.at<std::uint16_t>(static_cast<std::size_t>(y * width + x)) !=
+            static_cast<std::uint16_t>(x + y + frame_number + 10))
+          ++wrong;
+    BOOST_TEST(wrong == 0u, camera << " frame " << frame_number << ": " << wrong << " wrong pixels");
+  };
+  check("camera", 2048, 2048, 0);  // 8 MiB
+  check("camera", 2048, 2048, 1);
+  check("wide", 70000, 3, 0);  // rows longer than the camera's ramp
 }
 
 BOOST_AUTO_TEST_CASE(describe_lists_services_and_methods) {

@@ -25,10 +25,10 @@ load_error load_refused(const std::filesystem::path& file) {
 }
 
 value invoke(driver_instance& d, const plugin_library& lib, const std::string& method, list args) {
-  std::vector<std::uint8_t> out;
+  protocol::frame_buffer out;
   auto failure = d.invoke(static_cast<std::uint32_t>(lib.method_index(method)), encode(args), out, 1 << 20);
   if (failure) throw remote_error(*failure);
-  return decode(out).decoded;
+  return decode(out.contiguous()).decoded;
 }
 
 }  // namespace
@@ -107,10 +107,66 @@ BOOST_AUTO_TEST_CASE(driver_exceptions_become_driver_error_with_the_message) {
 BOOST_AUTO_TEST_CASE(a_result_over_the_limit_is_refused) {
   auto lib = load_ok(testing::test_plugin_dir() / "test_echo.so");
   auto d = std::move(*lib->create(map{}));
-  std::vector<std::uint8_t> out;
+  protocol::frame_buffer out;
   auto failure = d->invoke(static_cast<std::uint32_t>(lib->method_index("ramp")), encode(list{100000}), out, 1000);
   BOOST_TEST_REQUIRE(failure.has_value());
   BOOST_TEST((failure->code == errc::driver_error));
+}
+
+BOOST_AUTO_TEST_CASE(an_array_result_is_written_in_place_or_refused_over_the_limit) {
+  auto lib = load_ok(testing::test_plugin_dir() / "test_echo.so");
+  auto d = std::move(*lib->create(map{}));
+  BOOST_TEST(lib->info().methods.at(static_cast<std::size_t>(lib->method_index("ramp_in_place"))).returns ==
+             "array<uint16>");
+  protocol::frame_buffer out;
+  auto failure =
+      d->invoke(static_cast<std::uint32_t>(lib->method_index("ramp_in_place")), encode(list{100000}), out, 1 << 20);
+  BOOST_TEST_REQUIRE(!failure.has_value());
+  BOOST_TEST(out.head().size() == 6u);                 // the array's prefix, written with write()
+  BOOST_TEST(out.tail().size() == 200000u);            // the elements, written where they are sent from
+  auto ramp = decode(out.contiguous()).decoded.as_array();
+  BOOST_TEST_REQUIRE(ramp.count() == 100000u);
+  bool all_right = true;
+  for (std::size_t i = 0; i < ramp.count(); ++i) all_right = all_right && ramp.at<std::uint16_t>(i) == (i & 0xFFFF);
+  BOOST_TEST(all_right);
+
+  protocol::frame_buffer small;
+  failure = d->invoke(static_cast<std::uint32_t>(lib->method_index("ramp_in_place")), encode(list{100000}), small, 1000);
+  BOOST_TEST_REQUIRE(failure.has_value());
+  BOOST_TEST((failure->code == errc::driver_error));
+  BOOST_TEST(failure->message == "result refused by the host (too large?)");
+  BOOST_TEST(small.size() == 0u);  // nothing of the refused result is left
+
+  protocol::frame_buffer thrown;
+  failure = d->invoke(static_cast<std::uint32_t>(lib->method_index("fail_in_place")), encode(list{}), thrown, 1 << 20);
+  BOOST_TEST_REQUIRE(failure.has_value());
+  BOOST_TEST((failure->code == errc::driver_error));
+  BOOST_TEST(failure->message == "sensor lost while reading out");
+}
+
+BOOST_AUTO_TEST_CASE(an_array_result_falls_back_to_write_when_the_host_lends_no_memory) {
+  // A host that offers no reserve (NULL, as for messages): the SDK fills a buffer of its own.
+  auto lib = load_ok(testing::test_plugin_dir() / "test_echo.so");
+  const auto& descriptor = lib->descriptor();
+  auto params = encode(map{});
+  void* instance = nullptr;
+  BOOST_TEST_REQUIRE(descriptor.create(params.data(), params.size(), &instance, nullptr) == LABHOST_OK);
+  std::vector<std::uint8_t> written;
+  labhost_output output{&written,
+                        [](void* context, const std::uint8_t* data, std::size_t size) {
+                          auto* bytes = static_cast<std::vector<std::uint8_t>*>(context);
+                          bytes->insert(bytes->end(), data, data + size);
+                          return 0;
+                        },
+                        nullptr};
+  auto args = encode(list{70000});
+  int status = descriptor.invoke(instance, static_cast<std::uint32_t>(lib->method_index("ramp_in_place")),
+                                 args.data(), args.size(), &output);
+  descriptor.destroy(instance);
+  BOOST_TEST_REQUIRE(status == LABHOST_OK);
+  auto ramp = decode(written).decoded.as_array();
+  BOOST_TEST_REQUIRE(ramp.count() == 70000u);
+  BOOST_TEST(ramp.at<std::uint16_t>(69999) == static_cast<std::uint16_t>(69999));
 }
 
 BOOST_AUTO_TEST_CASE(a_create_that_throws_is_reported) {
@@ -124,15 +180,20 @@ BOOST_AUTO_TEST_CASE(a_create_that_throws_is_reported) {
 BOOST_AUTO_TEST_CASE(another_abi_major_is_refused) {
   auto e = load_refused(testing::test_plugin_dir() / "test_abi_major2.so");
   BOOST_TEST((e.failure == load_failure::incompatible_abi));
-  BOOST_TEST(e.message == "test_abi_major2.so: ABI 2.0, this host speaks 1.0");
+  BOOST_TEST(e.message == "test_abi_major2.so: ABI 2.0, this host speaks 1.1");
 }
 
-BOOST_AUTO_TEST_CASE(a_newer_abi_minor_is_refused_and_the_same_is_accepted) {
+BOOST_AUTO_TEST_CASE(a_newer_abi_minor_is_refused_and_an_older_one_is_accepted) {
   auto e = load_refused(testing::test_plugin_dir() / "test_abi_newer_minor.so");
   BOOST_TEST((e.failure == load_failure::newer_abi_minor));
-  BOOST_TEST(e.message == "test_abi_newer_minor.so: ABI 1.5 is newer than this host's 1.0");
-  auto same = load_ok(testing::test_plugin_dir() / "test_abi_older_minor.so");
-  BOOST_TEST(same->info().name == "test_abi_older_minor");
+  BOOST_TEST(e.message == "test_abi_newer_minor.so: ABI 1.5 is newer than this host's 1.1");
+  // A driver built for ABI 1.0 (a labhost_output without reserve) loads and is called.
+  auto older = load_ok(testing::test_plugin_dir() / "test_abi_older_minor.so");
+  BOOST_TEST(older->info().name == "test_abi_older_minor");
+  BOOST_TEST(older->info().abi_version == 0x10000u);
+  auto instance = older->create(map{});
+  BOOST_TEST_REQUIRE(instance.ok());
+  BOOST_TEST(invoke(**instance, *older, "answer", {}).as_int() == 42);
 }
 
 BOOST_AUTO_TEST_CASE(a_library_without_the_entry_symbol_is_refused) {
@@ -167,6 +228,6 @@ BOOST_AUTO_TEST_CASE(labhost_plugins_lists_every_file_with_its_status) {
 
   auto human = testing::run({(testing::bin_dir() / "labhost").string(), "plugins", "--dir", testing::plugin_dir().string()});
   BOOST_TEST(human.status == 0, human.err);
-  BOOST_TEST(human.out.find("sim_laser.so: sim_laser 1.0.0 (labhost), ABI 1.0") != std::string::npos, human.out);
+  BOOST_TEST(human.out.find("sim_laser.so: sim_laser 1.0.0 (labhost), ABI 1.1") != std::string::npos, human.out);
   BOOST_TEST(human.out.find("set_wavelength(nm: float64) -> null") != std::string::npos, human.out);
 }

@@ -57,6 +57,14 @@ class test_echo {
     for (std::size_t i = 0; i < out.size(); ++i) out[i] = static_cast<std::uint16_t>(i);
     return out;
   }
+  labhost::array_result<std::uint16_t> ramp_in_place(std::int64_t count) {
+    return {static_cast<std::size_t>(count), [](std::span<std::uint16_t> out) {
+              for (std::size_t i = 0; i < out.size(); ++i) out[i] = static_cast<std::uint16_t>(i);
+            }};
+  }
+  labhost::array_result<double> fail_in_place() {
+    return {4, [](std::span<double>) { throw labhost::driver_error("sensor lost while reading out"); }};
+  }
   labhost::bytes reverse_bytes(labhost::bytes b) {
     std::reverse(b.data.begin(), b.data.end());
     return b;
@@ -133,6 +141,8 @@ LABHOST_DRIVER(test_echo, "test_echo", "0.1.0", "labhost tests", "Echo and gate 
     labhost::method(&test_echo::fail_unknown, "fail_unknown", {}, "Throws a non-std exception."),
     labhost::method(&test_echo::sum, "sum", {"values"}, "Sum of a float64 array or list."),
     labhost::method(&test_echo::ramp, "ramp", {"count"}, "uint16 array 0, 1, ..."),
+    labhost::method(&test_echo::ramp_in_place, "ramp_in_place", {"count"}, "ramp, written in place."),
+    labhost::method(&test_echo::fail_in_place, "fail_in_place", {}, "An in-place result that fails."),
     labhost::method(&test_echo::reverse_bytes, "reverse_bytes", {"data"}, "Bytes reversed."),
     labhost::method(&test_echo::calls, "calls", {}, "Calls of this method on this instance."),
     labhost::method(&test_echo::wait_gate, "wait_gate", {"name"}, "Blocks until open_gate(name)."),

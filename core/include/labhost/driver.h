@@ -18,6 +18,10 @@
 //       labhost::method(&my_laser::wavelength, "wavelength", {}, "Wavelength in nm."),
 //       labhost::method(&my_laser::set_wavelength, "set_wavelength", {"nm"}, "Tune."))
 //
+// A large typed-array result (a camera frame, a long waveform) is best returned as a
+// labhost::array_result<T>: the element count and a function that writes the elements, which
+// the SDK calls with memory inside the daemon's reply, so the data is written once, in place.
+//
 // Throw labhost::driver_error (or any std::exception) for a failed operation,
 // labhost::unavailable_error when the instrument cannot be reached. Optional members
 // `void close()` and `void health()` (throws when unhealthy) are used when present.
@@ -26,6 +30,7 @@
 #define LABHOST_DRIVER_H
 
 #include <boost/dll/alias.hpp>
+#include <algorithm>
 #include <cstdint>
 #include <exception>
 #include <functional>
@@ -276,6 +281,29 @@ class params {
 // ---------------------------------------------------------------------------------------
 // Method table.
 
+/// A typed-array result that the driver writes in place: `count` elements of T, written by
+/// `fill` into the span it is given (uninitialized memory; every element must be written).
+/// `fill` runs after the method returns, before the reply leaves; an exception from it fails
+/// the call like one from the method.
+///
+///   labhost::array_result<std::uint16_t> grab() {
+///     return {width_ * height_, [this](std::span<std::uint16_t> pixels) { read_out(pixels); }};
+///   }
+template <typename T>
+struct array_result {
+  static_assert(sdk_detail::is_plain_number_v<T>, "array_result holds numbers (int8 to float64)");
+  std::size_t count = 0;
+  std::function<void(std::span<T>)> fill;
+};
+
+/// What a method gave back: a value, or an array to be written in place.
+struct method_result {
+  value result;
+  element_type type = element_type::uint8;  // with fill: the array's element type,
+  std::size_t count = 0;                    // its element count,
+  std::function<void(std::uint8_t*)> fill;  // and what writes it (count elements at the pointer)
+};
+
 template <typename Driver>
 struct method_binding {
   const char* name;
@@ -283,8 +311,36 @@ struct method_binding {
   std::vector<const char*> param_names;
   std::vector<std::string> param_types;
   std::string return_type;
-  std::function<value(Driver&, const list&)> invoke;
+  std::function<method_result(Driver&, const list&)> invoke;
 };
+
+namespace sdk_detail {
+template <typename T>
+struct is_array_result : std::false_type {};
+template <typename T>
+struct is_array_result<array_result<T>> : std::true_type {
+  using element = T;
+};
+
+/// A method's return value as a method_result.
+template <typename R>
+method_result to_method_result(R&& r) {
+  using plain = plain_t<R>;
+  method_result m;
+  if constexpr (is_array_result<plain>::value) {
+    using element = typename is_array_result<plain>::element;
+    m.type = element_type_of<element>();
+    m.count = r.count;
+    m.fill = [fill = std::move(r.fill), count = r.count](std::uint8_t* at) {
+      // The host's memory is 16-byte aligned, so it holds T directly.
+      if (fill) fill(std::span<element>(reinterpret_cast<element*>(at), count));
+    };
+  } else {
+    m.result = value_traits<plain>::to(std::forward<R>(r));
+  }
+  return m;
+}
+}  // namespace sdk_detail
 
 namespace sdk_detail {
 template <typename Driver, typename R, typename... A, typename Fn, std::size_t... I>
@@ -299,10 +355,12 @@ method_binding<Driver> make_binding(Fn fn, const char* name, std::vector<const c
   b.param_names.resize(sizeof...(A), nullptr);
   if constexpr (std::is_void_v<R>)
     b.return_type = "null";
+  else if constexpr (is_array_result<plain_t<R>>::value)
+    b.return_type = value_traits<std::vector<typename is_array_result<plain_t<R>>::element>>::type_name();
   else
     b.return_type = value_traits<plain_t<R>>::type_name();
   auto names_copy = b.param_names;
-  b.invoke = [fn, names_copy](Driver& d, const list& args) -> value {
+  b.invoke = [fn, names_copy](Driver& d, const list& args) -> method_result {
     if (args.size() != sizeof...(A))
       throw bad_arguments_error("expected " + std::to_string(sizeof...(A)) + " argument(s), got " +
                                 std::to_string(args.size()));
@@ -311,10 +369,9 @@ method_binding<Driver> make_binding(Fn fn, const char* name, std::vector<const c
     };
     if constexpr (std::is_void_v<R>) {
       std::invoke(fn, d, value_traits<plain_t<A>>::from(args[I], param(I))...);
-      return nullptr;
+      return method_result{};
     } else {
-      return value_traits<plain_t<R>>::to(
-          std::invoke(fn, d, value_traits<plain_t<A>>::from(args[I], param(I))...));
+      return to_method_result(std::invoke(fn, d, value_traits<plain_t<A>>::from(args[I], param(I))...));
     }
   };
   return b;
@@ -429,20 +486,45 @@ class driver_definition {
       auto decoded = labhost::decode({data, size});
       if (!decoded.ok() || !decoded.decoded.is_list())
         throw bad_arguments_error("arguments are not an encoded list");
-      value out = instance_->bindings_[method_index].invoke(*static_cast<Driver*>(instance),
-                                                            decoded.decoded.as_list());
+      method_result produced =
+          instance_->bindings_[method_index].invoke(*static_cast<Driver*>(instance), decoded.decoded.as_list());
       auto write = [&](const std::uint8_t* chunk, std::size_t length) {
         if (result->write(result->context, chunk, length) != 0)
           throw driver_error("result refused by the host (too large?)");
       };
+      auto array_prefix = [&](element_type type, std::size_t count) {
+        if (count > std::numeric_limits<std::uint32_t>::max()) throw driver_error("array result too long");
+        std::uint8_t prefix[6] = {static_cast<std::uint8_t>(value_kind::array), static_cast<std::uint8_t>(type)};
+        const auto count32 = static_cast<std::uint32_t>(count);
+        std::memcpy(prefix + 2, &count32, 4);
+        write(prefix, sizeof prefix);
+      };
+      if (produced.fill) {
+        // Written in place: straight into the host's reply when it lends memory (ABI 1.1),
+        // else into a buffer of ours that is then handed over.
+        const std::size_t bytes = produced.count * element_size(produced.type);
+        if (result->reserve != nullptr && bytes > 0) {
+          // A failure after this reserve leaves its bytes behind: the host reads the message
+          // from after them (driver_abi.h).
+          array_prefix(produced.type, produced.count);
+          std::uint8_t* at = result->reserve(result->context, bytes);
+          if (at == nullptr) throw driver_error("result refused by the host (too large?)");
+          produced.fill(at);
+          return LABHOST_OK;
+        }
+        // Filled first, so that nothing is written unless the result is complete.
+        auto own = std::make_unique_for_overwrite<std::uint8_t[]>(std::max<std::size_t>(bytes, 1));
+        if (bytes > 0) produced.fill(own.get());
+        array_prefix(produced.type, produced.count);
+        if (bytes > 0) write(own.get(), bytes);
+        return LABHOST_OK;
+      }
+      const value& out = produced.result;
       if (out.is_array()) {
         // A waveform or a camera frame: hand over its bytes as they are, without first
         // copying them into an encoding buffer.
         const auto& a = out.as_array();
-        std::uint8_t prefix[6] = {static_cast<std::uint8_t>(value_kind::array), static_cast<std::uint8_t>(a.type)};
-        const auto count = static_cast<std::uint32_t>(a.count());
-        std::memcpy(prefix + 2, &count, 4);
-        write(prefix, sizeof prefix);
+        array_prefix(a.type, a.count());
         if (!a.data.empty()) write(a.data.data(), a.data.size());
         return LABHOST_OK;
       }

@@ -10,7 +10,7 @@
  * Rules of the boundary (docs/driver-sdk.md):
  * - Only C types cross it. No C++ object, no exception, and no memory changes owner: whoever
  *   allocates frees. A driver hands bytes back by calling the host's labhost_output, which
- *   copies them.
+ *   copies them, or (since 1.1) writes them into memory the host lends it (reserve).
  * - Values (create parameters, call arguments, results) travel encoded in the value format of
  *   docs/protocol.md ("Values"). Arguments are always one encoded list, already in parameter
  *   order: the daemon resolves keyword arguments and checks the count.
@@ -32,7 +32,7 @@ extern "C" {
 #endif
 
 #define LABHOST_ABI_VERSION_MAJOR 1
-#define LABHOST_ABI_VERSION_MINOR 0
+#define LABHOST_ABI_VERSION_MINOR 1
 #define LABHOST_ABI_VERSION ((LABHOST_ABI_VERSION_MAJOR << 16) | LABHOST_ABI_VERSION_MINOR)
 
 /* Name of the exported entry symbol. */
@@ -54,10 +54,18 @@ enum {
 
 /* A sink the host provides. write() appends `size` bytes; it returns 0 on success and
  * non-zero when the host refuses (out of memory, over its limit); the driver then stops
- * writing and returns an error status. */
+ * writing and returns an error status.
+ * Since ABI 1.1: reserve() appends `size` bytes that the driver writes itself, at the address
+ * it returns (16-byte aligned, owned by the host, valid until the next write or reserve on
+ * this output or until the driver's function returns),
+ * and NULL when the host refuses; a large result (a camera frame) is then written once, in
+ * place, without a copy. reserve may be NULL: the host does not offer it there (it offers it
+ * to invoke). When the function then fails, its message is what it wrote after its last
+ * reserve call (granted or refused). A driver built for ABI 1.0 never reads this field. */
 typedef struct labhost_output {
   void* context;
   int (*write)(void* context, const uint8_t* data, size_t size);
+  uint8_t* (*reserve)(void* context, size_t size); /* since 1.1; may be NULL */
 } labhost_output;
 
 typedef struct labhost_param_info {
