@@ -20,21 +20,6 @@ namespace json = boost::json;
 
 namespace {
 
-/// Waits for a condition that other processes bring about: bounded in time (a safety net),
-/// checked every 20 ms.
-bool eventually(const std::function<bool()>& condition, std::chrono::seconds limit = 30s) {
-  auto give_up = std::chrono::steady_clock::now() + limit;
-  while (std::chrono::steady_clock::now() < give_up) {
-    try {
-      if (condition()) return true;
-    } catch (const std::exception&) {
-      // not up yet
-    }
-    std::this_thread::sleep_for(20ms);
-  }
-  return false;
-}
-
 std::string addr(std::uint16_t port) { return "127.0.0.1:" + std::to_string(port); }
 
 /// A host folder: plugins/, host.json, and `labhost up` on it.

@@ -56,19 +56,6 @@ client_options tls_client(const std::string& ca = "ca.crt", const std::string& i
 
 bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
 
-/// Waits for a condition that other processes bring about: bounded, checked every 20 ms.
-bool eventually(const std::function<bool()>& condition, std::chrono::seconds limit = 30s) {
-  auto give_up = std::chrono::steady_clock::now() + limit;
-  while (std::chrono::steady_clock::now() < give_up) {
-    try {
-      if (condition()) return true;
-    } catch (const std::exception&) {
-      // not up yet
-    }
-    std::this_thread::sleep_for(20ms);
-  }
-  return false;
-}
 
 }  // namespace
 

@@ -1,10 +1,39 @@
 """A TCP relay on loopback between a client and a daemon, whose links a test can cut with
 resets, as a network failure would."""
 
+import select
 import socket
 import threading
 
-__all__ = ["Relay"]
+__all__ = ["Relay", "lock_cut_and_resume"]
+
+
+def lock_cut_and_resume(relay, daemon, connect, client_name, **options):
+    """Locks daemon's laser from a client connected through `relay`, cuts the link with a
+    reset, and checks that the next call resumes the session on a new connection with its
+    lock (another client is refused). Returns (holder, other) for more checks."""
+    import labhost
+    import pytest
+    holder = connect("lab://127.0.0.1:%d/laser" % relay.port, client_name=client_name, **options)
+    other = connect(daemon.address("laser"), **options)
+    assert relay.accepted.acquire(timeout=10)
+    holder.lock()
+    token = holder.connection.session_token
+    link = holder.connection._io.sock
+    relay.cut()
+    try:  # wait for the reset to reach the client's socket (an event, not a guess)
+        select.select([link], [], [], 10.0)
+    except (OSError, ValueError):
+        pass  # the heartbeat thread saw it first and replaced the socket
+    # The next call reconnects through the relay (a new TCP connection, so the whole
+    # handshake again), then resumes.
+    assert holder.wavelength() == 1550.0
+    assert relay.accepted.acquire(timeout=10)
+    assert holder.connection.resumed and holder.connection.session_token == token
+    assert holder.lock_status().yours
+    with pytest.raises(labhost.LockedError, match=client_name):
+        other.wavelength()
+    return holder, other
 
 
 class Relay:

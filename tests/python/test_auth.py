@@ -6,7 +6,6 @@ daemon for what a real one never does (an impostor)."""
 import hashlib
 import hmac
 import os
-import select
 import shutil
 import socket
 import tempfile
@@ -18,9 +17,9 @@ import pytest
 import labhost
 from conftest import LEASE_S, LOCK_SERVICES
 from daemon_process import DaemonProcess, write_secret_file
-from labhost import codec, protocol
+from labhost import protocol
 from frames import read_frame
-from relay import Relay
+from relay import Relay, lock_cut_and_resume
 
 SECRET = "correct horse battery staple"
 
@@ -170,26 +169,9 @@ def test_resume_authenticates_again_and_keeps_the_lock(secret_daemon, connect):
 def test_after_a_link_reset_the_session_re_authenticates_and_keeps_its_lock(secret_daemon, connect):
     relay = Relay(secret_daemon.port)
     try:
-        holder = connect("lab://127.0.0.1:%d/laser" % relay.port, secret=SECRET,
-                         client_name="authblip@test")
-        other = connect(secret_daemon.address("laser"), secret=SECRET)
-        assert relay.accepted.acquire(timeout=10)
-        holder.lock()
-        token = holder.connection.session_token
-        link = holder.connection._io.sock
-        relay.cut()
-        try:  # wait for the reset to reach the client's socket (an event, not a guess)
-            select.select([link], [], [], 10.0)
-        except (OSError, ValueError):
-            pass  # the heartbeat thread saw it first and replaced the socket
-        # The next call reconnects through the relay: a new TCP connection, so a new
-        # handshake with fresh nonces (the daemon lets nobody in without one), then resume.
-        assert holder.wavelength() == 1550.0
-        assert relay.accepted.acquire(timeout=10)
-        assert holder.connection.resumed and holder.connection.session_token == token
-        assert holder.lock_status().yours
-        with pytest.raises(labhost.LockedError, match="authblip@test"):
-            other.wavelength()
+        # A new TCP connection means a new handshake with fresh nonces: the daemon lets
+        # nobody in without one.
+        holder, other = lock_cut_and_resume(relay, secret_daemon, connect, "authblip@test", secret=SECRET)
         # While idle, the heartbeat thread does the same: the lock outlives three leases.
         relay.cut()
         with pytest.raises(labhost.LockedError):

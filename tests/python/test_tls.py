@@ -20,7 +20,7 @@ from conftest import LEASE_S
 from daemon_process import SOURCE_DIR, DaemonProcess, NameserverProcess
 from frames import read_frame
 from labhost import protocol
-from relay import Relay
+from relay import Relay, lock_cut_and_resume
 from test_locks import goodbye_logged
 from test_names import wait_for_names
 
@@ -420,24 +420,7 @@ def test_resume_over_tls_keeps_the_session_and_its_lock(tls_daemon, pki, connect
 def test_after_a_link_reset_the_next_call_resumes_over_tls(tls_daemon, pki, connect):
     relay = Relay(tls_daemon.port)
     try:
-        holder = connect("lab://127.0.0.1:%d/laser" % relay.port, tls_ca=pki.ca,
-                         client_name="tlsblip@test")
-        other = connect(tls_daemon.address("laser"), tls_ca=pki.ca)
-        assert relay.accepted.acquire(timeout=10)
-        holder.lock()
-        token = holder.connection.session_token
-        link = holder.connection._io.sock
-        relay.cut()
-        try:  # wait for the reset to reach the client's socket (an event, not a guess)
-            select.select([link], [], [], 10.0)
-        except (OSError, ValueError):
-            pass  # the heartbeat thread saw it first and replaced the socket
-        assert holder.wavelength() == 1550.0
-        assert relay.accepted.acquire(timeout=10)
-        assert holder.connection.resumed and holder.connection.session_token == token
-        assert holder.lock_status().yours
-        with pytest.raises(labhost.LockedError, match="tlsblip@test"):
-            other.wavelength()
+        holder, _ = lock_cut_and_resume(relay, tls_daemon, connect, "tlsblip@test", tls_ca=pki.ca)
         holder.unlock()
     finally:
         relay.close()

@@ -8,6 +8,7 @@
 #include <fstream>
 #include <signal.h>
 #include <sstream>
+#include <thread>
 #include <stdexcept>
 #include <stdlib.h>
 
@@ -103,6 +104,19 @@ std::string test_nameserver::log() const {
   std::stringstream s;
   s << in.rdbuf();
   return s.str();
+}
+
+bool eventually(const std::function<bool()>& condition, std::chrono::seconds limit) {
+  auto give_up = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < give_up) {
+    try {
+      if (condition()) return true;
+    } catch (const std::exception&) {
+      // not yet
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return false;
 }
 
 std::uint16_t free_port() {

@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -90,6 +91,10 @@ class test_nameserver {
 /// A loopback port that was free a moment ago (bound to port 0, read back, released), for
 /// tests that must start a server on an address known in advance.
 std::uint16_t free_port();
+
+/// Waits for a condition that other processes bring about (a registration, a restart):
+/// checked every 20 ms, an exception counting as "not yet"; false after `limit`, a safety net.
+bool eventually(const std::function<bool()>& condition, std::chrono::seconds limit = std::chrono::seconds(30));
 
 }  // namespace labhost::testing
 
