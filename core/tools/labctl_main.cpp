@@ -37,7 +37,8 @@ constexpr const char* usage_text =
     "  ping lab://HOST:PORT                     round trip to a daemon\n"
     "  lock lab://HOST:PORT/SERVICE --hold [--wait SECONDS]\n"
     "                                           take the lock, print one line, hold it until\n"
-    "                                           terminated (SIGINT/SIGTERM unlock and exit)\n"
+    "                                           terminated (SIGINT/SIGTERM unlock and exit 0);\n"
+    "                                           says so and exits 1 if the lock is taken away\n"
     "  unlock lab://HOST:PORT/SERVICE [--force --admin-secret-file FILE]\n"
     "                                           release a lock (--force: anyone's, as admin)\n"
     "  locks lab://HOST:PORT[/SERVICE]          who holds which lock\n"
@@ -133,8 +134,26 @@ int hold_lock(const service_address& address, const command_line& cl) {
   auto l = c->lock(address.service, wait);
   std::cout << "locked " << address.to_string() << " as " << l.holder_name << "; holding until terminated"
             << std::endl;
-  int sig = 0;
-  sigwait(&stop_signals, &sig);
+  // Wait for a signal, and look once a second whether the lock is still ours: an
+  // administrator may release it (force unlock), or the session may end.
+  const timespec period{1, 0};
+  while (sigtimedwait(&stop_signals, nullptr, &period) < 0) {
+    std::string lost;
+    try {
+      auto status = c->lock_status(address.service).at(0);
+      if (!status.yours)
+        lost = status.locked ? "it is held by " + status.holder_name + " now" : "it is free now";
+    } catch (const remote_error& e) {
+      if (e.get().code != errc::connection_lost) lost = e.what();
+      // connection_lost: the client reconnects and resumes the session; look again later
+    }
+    if (!lost.empty()) {
+      std::cerr << "labctl: lost the lock on " << address.to_string()
+                << " (released by an administrator, or the session ended): " << lost << std::endl;
+      c->close();
+      return 1;
+    }
+  }
   try {
     c->unlock(address.service);
   } catch (const remote_error&) {

@@ -230,6 +230,19 @@ BOOST_AUTO_TEST_CASE(force_unlock_works_only_with_the_admin_secret) {
                      "--admin-secret-file", secret_file.string()});
   BOOST_TEST(forced.status == 0, forced.err);
   BOOST_TEST((error_of([&] { holder->call("laser", "wavelength"); }).code == errc::locked_out));
+
+  // `labctl lock --hold` notices that its lock was taken, says so, and exits 1.
+  temp_dir logs;
+  test_process shell({(bin_dir() / "labctl").string(), "--client-name", "shell@test", "lock", d.address("stage"),
+                      "--hold"},
+                     (logs.path() / "stderr").string());
+  auto line = shell.read_line();
+  BOOST_TEST_REQUIRE(line.has_value());
+  admin->force_unlock("stage", "s3cret-lab-admin");
+  BOOST_TEST(shell.wait_or_kill(std::chrono::seconds(30)) == 1);
+  std::ifstream err(logs.path() / "stderr");
+  std::string said((std::istreambuf_iterator<char>(err)), std::istreambuf_iterator<char>());
+  BOOST_TEST(said.find("labctl: lost the lock on " + d.address("stage")) == 0u, said);
 }
 
 BOOST_AUTO_TEST_CASE(a_world_readable_admin_secret_is_refused_at_start) {
