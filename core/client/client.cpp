@@ -233,11 +233,13 @@ struct client::impl {
   std::atomic<std::uint64_t> generation{0};    // bumped (under write_mutex) when conn is replaced
   std::atomic<std::int64_t> lease_ms{0};       // the current welcome's lease, for heartbeats
 
-  /// A connection that broke can be replaced; one that the daemon refused (busy) or that
-  /// this client closed cannot.
+  /// A connection that broke can be replaced, also one that went out of step (bad_frame: a
+  /// frame too large for the daemon, which then drops the connection); one that the daemon
+  /// refused (busy, auth_failed, tls_required) or that this client closed cannot.
   bool reconnectable() {
     std::lock_guard lock(state_mutex);
-    return broken && broken->code == errc::connection_lost && !closing_requested;
+    return broken && (broken->code == errc::connection_lost || broken->code == errc::bad_frame) &&
+           !closing_requested;
   }
 
   ~impl() { stop_heartbeats(); }

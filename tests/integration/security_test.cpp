@@ -175,6 +175,18 @@ BOOST_AUTO_TEST_CASE(requests_in_flight_beyond_the_limit_get_busy) {
   BOOST_TEST(c->call("other", "sequence").is_int());  // free again
 }
 
+BOOST_AUTO_TEST_CASE(a_client_dropped_for_a_frame_too_large_goes_on_with_its_session) {
+  test_daemon d(services, R"("max_frame_bytes": 65536)");
+  auto c = d.connect();
+  const auto token = c->session_token();
+  // The daemon answers bad_frame and drops the connection (it cannot skip the payload);
+  // the client may see that answer, or only the dropped connection.
+  auto e = error_of([&] { c->call("echo", "echo", {std::string(100000, 'x')}); });
+  BOOST_TEST((e.code == errc::bad_frame || e.code == errc::connection_lost), e.to_string());
+  BOOST_TEST(c->call("echo", "add", {1, 2}).as_int() == 3);  // reconnected
+  BOOST_TEST(c->session_token() == token);                   // and the session resumed
+}
+
 BOOST_AUTO_TEST_CASE(values_nested_or_long_beyond_the_limits_are_refused) {
   test_daemon d(services, R"("max_value_depth": 6, "max_value_items": 100)");
   auto c = d.connect();
