@@ -7,7 +7,6 @@ import hashlib
 import hmac
 import os
 import shutil
-import socket
 import tempfile
 import threading
 import time
@@ -18,7 +17,7 @@ import labhost
 from conftest import LEASE_S, LOCK_SERVICES
 from daemon_process import DaemonProcess, write_secret_file
 from labhost import protocol
-from frames import read_frame
+from frames import FakeServer, read_frame
 from relay import Relay, lock_cut_and_resume
 
 SECRET = "correct horse battery staple"
@@ -194,7 +193,7 @@ def _frame(message_type, request_id, value):
     return protocol.frame_bytes(message_type, request_id, value)
 
 
-class FakeAuthDaemon:
+class FakeAuthDaemon(FakeServer):
     """The daemon's side of the handshake, written from the protocol's description (not with
     the client's own functions). `secret`: the daemon's; `impostor`: send a proof made with
     another secret. Records every frame it reads."""
@@ -203,22 +202,13 @@ class FakeAuthDaemon:
         self.secret = secret
         self.impostor = impostor
         self.received = []  # (type, request id, value) per connection: lists
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.connections = []
         self.finished = threading.Semaphore(0)  # released as each connection's script ends
-        threading.Thread(target=self._accept, daemon=True).start()
+        super().__init__()
 
-    def _accept(self):
-        while True:
-            try:
-                conn, _ = self.listener.accept()
-            except OSError:
-                return
-            self.connections.append(conn)
-            frames = []
-            self.received.append(frames)
-            threading.Thread(target=self._serve, args=(conn, frames), daemon=True).start()
+    def _accepted(self, conn):
+        frames = []
+        self.received.append(frames)
+        return (frames,)
 
     def _serve(self, conn, frames):
         try:
@@ -259,10 +249,6 @@ class FakeAuthDaemon:
             conn.close()
             self.finished.release()
 
-    def close(self):
-        self.listener.close()
-        for c in self.connections:
-            c.close()
 
 
 @pytest.fixture

@@ -1,7 +1,6 @@
 """The client against a scripted fake daemon that answers with malformed frames: every
 problem is a typed error, nothing is allocated from an untrusted length, nothing hangs."""
 
-import socket
 import struct
 import threading
 import time
@@ -11,7 +10,7 @@ import pytest
 import labhost
 from labhost import codec, protocol
 
-from frames import read_frame
+from frames import FakeServer, read_frame
 
 
 def frame(message_type, request_id, payload_bytes, magic=b"LHST", version=1, size=None):
@@ -27,26 +26,14 @@ def result(request_id, value):
     return frame(protocol.RESULT, request_id, codec.encode(value))
 
 
-class FakeDaemon:
+class FakeDaemon(FakeServer):
     """Accepts connections; answers hello with a welcome (no lease: no heartbeats), then
     answers each later request with script(request_id, request) -> bytes (or None: close)."""
 
     def __init__(self, script, answer_hello=None):
         self.script = script
         self.answer_hello = answer_hello  # hello's request id -> bytes, instead of a welcome
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.connections = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self):
-        while True:
-            try:
-                conn, _ = self.listener.accept()
-            except OSError:
-                return
-            self.connections.append(conn)
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+        super().__init__()
 
     def _serve(self, conn):
         try:
@@ -72,10 +59,6 @@ class FakeDaemon:
         finally:
             conn.close()
 
-    def close(self):
-        self.listener.close()
-        for c in self.connections:
-            c.close()
 
 
 @pytest.fixture
