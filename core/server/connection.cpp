@@ -32,6 +32,14 @@ bool is_orderly_close(const boost::system::error_code& ec) {
 
 }  // namespace
 
+template <typename Operation, typename Handler>
+void connection::start_on_stream(Operation operation, Handler handler) {
+  if (tls_)
+    operation(*tls_, asio::bind_executor(strand_, std::move(handler)));
+  else
+    operation(socket_, std::move(handler));
+}
+
 connection::connection(asio::ip::tcp::socket socket, std::shared_ptr<daemon_state> state)
     : socket_(std::move(socket)),
       state_(std::move(state)),
@@ -185,10 +193,8 @@ void connection::read_more() {
     self->on_buffered_header();
   };
   auto space = asio::buffer(read_buffer_.get() + kept, read_buffer_size - kept);
-  if (tls_)
-    tls_->async_read_some(space, asio::bind_executor(strand_, std::move(on_read)));
-  else
-    socket_.async_read_some(space, std::move(on_read));
+  start_on_stream([space](auto& stream, auto handler) { stream.async_read_some(space, std::move(handler)); },
+                  std::move(on_read));
 }
 
 void connection::on_buffered_header() {
@@ -229,10 +235,8 @@ void connection::on_buffered_header() {
     self->on_frame(self->header_);
   };
   auto rest = asio::buffer(payload_.data() + from_buffer, payload_.size() - from_buffer);
-  if (tls_)
-    asio::async_read(*tls_, rest, asio::bind_executor(strand_, std::move(on_payload)));
-  else
-    asio::async_read(socket_, rest, std::move(on_payload));
+  start_on_stream([rest](auto& stream, auto handler) { asio::async_read(stream, rest, std::move(handler)); },
+                  std::move(on_payload));
 }
 
 void connection::on_disconnect(bool orderly) {
@@ -671,10 +675,8 @@ void connection::do_write() {
     self->writing_ = false;
     if (self->close_after_flush_) self->close_locked();
   };
-  if (tls_)
-    asio::async_write(*tls_, bytes, asio::bind_executor(strand_, std::move(on_written)));
-  else
-    asio::async_write(socket_, bytes, std::move(on_written));
+  start_on_stream([bytes](auto& stream, auto handler) { asio::async_write(stream, bytes, std::move(handler)); },
+                  std::move(on_written));
 }
 
 void connection::close_locked() {

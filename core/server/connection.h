@@ -91,6 +91,10 @@ class connection : public std::enable_shared_from_this<connection> {
   void do_write();      // REQUIRES: mutex_ held
   void close_locked();  // REQUIRES: mutex_ held
   void close_socket();
+  /// Starts operation(stream, handler) on this connection's stream: the TLS stream, with the
+  /// handler bound to strand_, or the plain socket.
+  template <typename Operation, typename Handler>
+  void start_on_stream(Operation operation, Handler handler);
 
   boost::asio::ip::tcp::socket socket_;
   std::shared_ptr<daemon_state> state_;
