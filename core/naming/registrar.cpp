@@ -7,6 +7,19 @@
 
 namespace labhost::naming {
 
+client_options host_connection_options(std::string client_name, std::string secret, const host::tls_config& tls) {
+  client_options options;
+  options.client_name = std::move(client_name);
+  options.secret = std::move(secret);
+  options.use_environment = false;
+  if (tls.enabled()) {
+    options.tls_ca_file = tls.ca_file.string();
+    options.tls_cert_file = tls.cert_file.string();
+    options.tls_key_file = tls.key_file.string();
+  }
+  return options;
+}
+
 registrar::registrar(std::vector<host::endpoint_address> nameservers, std::vector<registration> names,
                      client_options connection)
     : names_(std::move(names)), connection_(std::move(connection)) {

@@ -26,6 +26,11 @@ struct registration {
   value metadata = map{};
 };
 
+/// Options for labhost's own connections to the daemons and nameservers of a host (the
+/// registrar, `labhost ps`): the host's secret, and with TLS the host's own certificate as
+/// client certificate; never the environment, since host.json alone says how to reach them.
+client_options host_connection_options(std::string client_name, std::string secret, const host::tls_config& tls);
+
 class registrar {
  public:
   /// `connection`: how to reach the nameservers (client name, secret, TLS files); the

@@ -263,17 +263,9 @@ void daemon::start_registrar() {
   }
   char hostname[256] = {};
   ::gethostname(hostname, sizeof hostname - 1);
-  client_options connection;
-  connection.client_name = "daemon " + cfg.name + "@" + hostname;
-  connection.secret = state_->auth_secret;
-  connection.use_environment = false;  // host.json alone says how to reach the nameservers
-  if (cfg.tls.enabled()) {
-    // The host's own certificate is its client certificate, for nameservers that verify clients.
-    connection.tls_ca_file = cfg.tls.ca_file.string();
-    connection.tls_cert_file = cfg.tls.cert_file.string();
-    connection.tls_key_file = cfg.tls.key_file.string();
-  }
-  registrar_ = std::make_unique<naming::registrar>(cfg.register_with, std::move(names), std::move(connection));
+  registrar_ = std::make_unique<naming::registrar>(
+      cfg.register_with, std::move(names),
+      naming::host_connection_options("daemon " + cfg.name + "@" + hostname, state_->auth_secret, cfg.tls));
 }
 
 void daemon::stop() {

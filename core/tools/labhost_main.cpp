@@ -20,6 +20,7 @@
 #include "host/supervisor.h"
 #include "labhost/client.h"
 #include "logging/log.h"
+#include "naming/registrar.h"
 #include "plugins_command.h"
 #include "server/daemon.h"
 
@@ -114,15 +115,7 @@ int run_ps(const command_line& cl) {
         auto address = service_address::parse(std::string(d["address"].as_string()));
         if (address.host == "0.0.0.0") address.host = "127.0.0.1";
         if (address.host == "::") address.host = "::1";
-        client_options options;
-        options.client_name = "labhost ps";
-        options.use_environment = false;  // the daemons are as host.json says, whatever the shell has
-        if (!host_secret.empty()) options.secret = host_secret;
-        if (tls.enabled()) {
-          options.tls_ca_file = tls.ca_file.string();
-          options.tls_cert_file = tls.cert_file.string();
-          options.tls_key_file = tls.key_file.string();
-        }
+        auto options = naming::host_connection_options("labhost ps", host_secret, tls);
         options.heartbeats = false;
         options.timeout = std::chrono::seconds(2);
         options.connect_timeout = std::chrono::seconds(2);
