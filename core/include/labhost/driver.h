@@ -30,7 +30,6 @@
 #define LABHOST_DRIVER_H
 
 #include <boost/dll/alias.hpp>
-#include <algorithm>
 #include <cstdint>
 #include <exception>
 #include <functional>
@@ -513,8 +512,11 @@ class driver_definition {
           return LABHOST_OK;
         }
         // Filled first, so that nothing is written unless the result is complete.
-        auto own = std::make_unique_for_overwrite<std::uint8_t[]>(std::max<std::size_t>(bytes, 1));
-        if (bytes > 0) produced.fill(own.get());
+        std::unique_ptr<std::uint8_t[]> own;
+        if (bytes > 0) {
+          own = std::make_unique_for_overwrite<std::uint8_t[]>(bytes);
+          produced.fill(own.get());
+        }
         array_prefix(produced.type, produced.count);
         if (bytes > 0) write(own.get(), bytes);
         return LABHOST_OK;
