@@ -12,8 +12,8 @@
 #include <array>
 #include <atomic>
 #include <cerrno>
-#include <cstdlib>
 #include <condition_variable>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <map>
@@ -21,6 +21,7 @@
 #include <thread>
 
 #include "../protocol/auth.h"
+#include "../protocol/busy_poll.h"
 #include "../protocol/frame.h"
 #include "../protocol/messages.h"
 #include "tls_link.h"
@@ -123,6 +124,7 @@ struct link {
       fd = std::exchange(other.fd, -1);
       tls = std::move(other.tls);
       read_buffer = std::move(other.read_buffer);
+      policy = other.policy;
       buffered_begin = std::exchange(other.buffered_begin, 0);
       buffered_end = std::exchange(other.buffered_end, 0);
     }
@@ -148,30 +150,41 @@ struct link {
     }
   }
 
-  /// Reads exactly `size` bytes; waits at most until `deadline` when it is set. One reader
-  /// at a time.
+  /// Reads exactly `size` bytes; waits at most until `deadline` when it is set. With
+  /// `busy_poll`, polls before sleeping as `policy` says. One reader at a time.
   std::optional<error> read_exact(std::uint8_t* data, std::size_t size,
-                                  std::optional<std::chrono::steady_clock::time_point> deadline,
+                                  std::optional<std::chrono::steady_clock::time_point> deadline, bool busy_poll,
                                   std::size_t* read_so_far = nullptr) {
     std::size_t local_count = 0;
     std::size_t& got = read_so_far ? *read_so_far : local_count;
     if (tls) return tls->read_exact(data, size, deadline, got);
     got = take_buffered(data, size);
     while (got < size) {
-      if (deadline) {
-        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(*deadline - std::chrono::steady_clock::now());
-        if (left.count() <= 0) return error{errc::timeout, "no reply in time"};
-        pollfd p{fd, POLLIN, 0};
-        int r = ::poll(&p, 1, static_cast<int>(left.count()));
-        if (r == 0) return error{errc::timeout, "no reply in time"};
-        if (r < 0 && errno != EINTR) return error{errc::connection_lost, std::strerror(errno)};
-        if (r < 0) continue;
-      }
       // A large rest goes straight into place; a small one through the buffer, so that one
       // recv brings a whole small reply (header and payload) instead of one per part.
       const bool direct = size - got >= read_buffer_size / 2;
       if (!direct && !read_buffer) read_buffer = std::make_unique_for_overwrite<std::uint8_t[]>(read_buffer_size);
-      ssize_t n = direct ? ::recv(fd, data + got, size - got, 0) : ::recv(fd, read_buffer.get(), read_buffer_size, 0);
+      std::uint8_t* into = direct ? data + got : read_buffer.get();
+      const std::size_t room = direct ? size - got : read_buffer_size;
+      const auto window = busy_poll ? policy.window_now() : std::chrono::microseconds::zero();
+      std::optional<ssize_t> polled = receive_polling(into, room, window);
+      ssize_t n;
+      if (polled) {
+        n = *polled;
+      } else {
+        const auto slept_from = std::chrono::steady_clock::now();
+        if (deadline) {
+          auto left = std::chrono::duration_cast<std::chrono::milliseconds>(*deadline - slept_from);
+          if (left.count() <= 0) return error{errc::timeout, "no reply in time"};
+          pollfd p{fd, POLLIN, 0};
+          int r = ::poll(&p, 1, static_cast<int>(left.count()));
+          if (r == 0) return error{errc::timeout, "no reply in time"};
+          if (r < 0 && errno != EINTR) return error{errc::connection_lost, std::strerror(errno)};
+          if (r < 0) continue;
+        }
+        n = ::recv(fd, into, room, 0);
+        if (busy_poll) policy.slept(window.count() > 0, std::chrono::steady_clock::now() - slept_from);
+      }
       if (n < 0 && errno == EINTR) continue;
       if (n == 0) return error{errc::connection_lost, "the daemon closed the connection"};
       if (n < 0) return error{errc::connection_lost, std::string("recv failed: ") + std::strerror(errno)};
@@ -186,12 +199,30 @@ struct link {
     return std::nullopt;
   }
 
+  /// When to poll before sleeping on plain TCP (the reader's only).
+  protocol::busy_poll_policy policy{std::chrono::microseconds::zero()};
+
  private:
   static constexpr std::size_t read_buffer_size = 64 * 1024;
   // Plain TCP: bytes received ahead of what has been asked for (the reader's only).
   std::unique_ptr<std::uint8_t[]> read_buffer;
   std::size_t buffered_begin = 0;
   std::size_t buffered_end = 0;
+
+  /// Polls the socket for `window`: what recv returned (bytes, 0 at the end, or -1 with
+  /// errno), or nothing when no byte came in time.
+  std::optional<ssize_t> receive_polling(std::uint8_t* into, std::size_t room, std::chrono::microseconds window) {
+    if (window.count() == 0) return std::nullopt;
+    const auto until = std::chrono::steady_clock::now() + window;
+    do {
+      ssize_t n = ::recv(fd, into, room, MSG_DONTWAIT);
+      if (n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+        policy.found_by_polling();
+        return n;
+      }
+    } while (std::chrono::steady_clock::now() < until);
+    return std::nullopt;
+  }
 
   /// Moves up to `size` buffered bytes to `data`; how many.
   std::size_t take_buffered(std::uint8_t* data, std::size_t size) {
@@ -265,7 +296,7 @@ struct client::impl {
         if (is_broken()) {
           if (options.reconnect) resume_session();
         } else {
-          expect(request(message_type::ping, nullptr), message_type::pong);
+          expect(request(message_type::ping, nullptr, false), message_type::pong);
         }
       } catch (const remote_error&) {
         // the next beat retries; callers see the failure on their own requests
@@ -283,6 +314,7 @@ struct client::impl {
   std::pair<link, protocol::welcome_message> open_connection(const std::string& token) {
     link new_conn;
     new_conn.fd = connect_socket(host, port, options.connect_timeout);
+    new_conn.policy = protocol::busy_poll_policy(options.busy_poll);
     auto deadline = std::chrono::steady_clock::now() + options.connect_timeout;
     if (!options.tls_ca_file.empty())
       new_conn.tls = std::make_unique<client_detail::tls_link>(
@@ -319,13 +351,13 @@ struct client::impl {
   /// Reads one whole frame from a connection nobody else uses yet (the handshake).
   pending_reply read_frame_on(link& socket, std::chrono::steady_clock::time_point deadline) {
     std::array<std::uint8_t, protocol::header_size> header_bytes;
-    if (auto e = socket.read_exact(header_bytes.data(), header_bytes.size(), deadline)) throw remote_error(*e);
+    if (auto e = socket.read_exact(header_bytes.data(), header_bytes.size(), deadline, false)) throw remote_error(*e);
     auto header = protocol::parse_header(header_bytes, options.max_frame_bytes);
     if (!header) throw remote_error(header.err());
     pending_reply reply;
     reply.type = header->type;
     reply.payload.resize(header->payload_size);
-    if (auto e = socket.read_exact(reply.payload.data(), reply.payload.size(), deadline)) throw remote_error(*e);
+    if (auto e = socket.read_exact(reply.payload.data(), reply.payload.size(), deadline, false)) throw remote_error(*e);
     return reply;
   }
 
@@ -363,12 +395,12 @@ struct client::impl {
   }
   /// Reads one frame and hands it to its waiter. Called by the reader only, unlocked.
   /// A failure here breaks the connection for everyone (the stream is out of step).
-  std::optional<error> read_one(std::optional<std::chrono::steady_clock::time_point> deadline,
+  std::optional<error> read_one(std::optional<std::chrono::steady_clock::time_point> deadline, bool busy_poll,
                                 bool& timed_out) {
     std::array<std::uint8_t, protocol::header_size> header_bytes;
     timed_out = false;
     std::size_t header_read = 0;
-    if (auto e = conn.read_exact(header_bytes.data(), header_bytes.size(), deadline, &header_read)) {
+    if (auto e = conn.read_exact(header_bytes.data(), header_bytes.size(), deadline, busy_poll, &header_read)) {
       // A timeout before any byte of a frame leaves the stream intact; one inside a header
       // does not (the rest of the frame would be taken for a new one).
       if (e->code == errc::timeout && header_read == 0) timed_out = true;
@@ -383,7 +415,7 @@ struct client::impl {
       // A bulk result (a camera frame) is usually one typed array: read its elements
       // straight into the array that the caller gets, with no intermediate copy.
       payload.resize(array_prefix);
-      if (auto e = conn.read_exact(payload.data(), array_prefix, std::nullopt)) return e;
+      if (auto e = conn.read_exact(payload.data(), array_prefix, std::nullopt, busy_poll)) return e;
       std::uint32_t count;
       std::memcpy(&count, payload.data() + 2, 4);
       auto type = static_cast<element_type>(payload[1]);
@@ -392,16 +424,17 @@ struct client::impl {
         typed_array a;
         a.type = type;
         a.data.resize(header->payload_size - array_prefix);
-        if (auto e = conn.read_exact(a.data.data(), a.data.size(), std::nullopt)) return e;
+        if (auto e = conn.read_exact(a.data.data(), a.data.size(), std::nullopt, busy_poll)) return e;
         array = value(std::move(a));
       } else {
         payload.resize(header->payload_size);
-        if (auto e = conn.read_exact(payload.data() + array_prefix, payload.size() - array_prefix, std::nullopt))
+        if (auto e =
+                conn.read_exact(payload.data() + array_prefix, payload.size() - array_prefix, std::nullopt, busy_poll))
           return e;
       }
     } else {
       payload.resize(header->payload_size);
-      if (auto e = conn.read_exact(payload.data(), payload.size(), std::nullopt)) return e;
+      if (auto e = conn.read_exact(payload.data(), payload.size(), std::nullopt, busy_poll)) return e;
     }
     if (header->request_id == 0 && header->type == message_type::error) {
       // Request id 0 is never used by requests: it carries a connection-level error (busy,
@@ -442,8 +475,9 @@ struct client::impl {
     state_changed.notify_all();
   }
 
-  /// Sends one request and waits for its reply frame.
-  pending_reply request(message_type type, const value& payload) {
+  /// Sends one request and waits for its reply frame; as the reader, polls before sleeping
+  /// when `busy_poll` (client_options::busy_poll).
+  pending_reply request(message_type type, const value& payload, bool busy_poll = true) {
     if (options.reconnect && closing_requested == false && is_broken() && reconnectable()) resume_session();
     auto reply = std::make_shared<pending_reply>();
     std::uint32_t id;
@@ -476,7 +510,7 @@ struct client::impl {
         reader_active = true;
         lock.unlock();
         bool timed_out = false;
-        auto e = read_one(deadline, timed_out);
+        auto e = read_one(deadline, busy_poll, timed_out);
         lock.lock();
         reader_active = false;
         state_changed.notify_all();  // let a follower take over reading

@@ -202,6 +202,7 @@ daemon_config parse_daemon(const std::string& path, const std::string& name, con
   else throw config_error(r.child("server_type") + ": \"" + type + "\" (expected threaded or multiplexed)");
   d.pool_size = static_cast<unsigned>(r.integer("pool_size", 4, 1, 256));
   if (d.type == server_type::multiplexed) d.pool_size = 1;
+  d.busy_poll = std::chrono::microseconds(r.integer("busy_poll_us", protocol::default_busy_poll.count(), 0, 1'000'000));
   d.max_connections = static_cast<unsigned>(r.integer("max_connections", 1024, 1, 100000));
   d.lockable = r.boolean("lockable", false);
   d.lease = std::chrono::milliseconds(
@@ -225,7 +226,7 @@ daemon_config parse_daemon(const std::string& path, const std::string& name, con
     sr.optional(service_name);
     d.services.push_back(parse_service(sr.child(service_name), std::string(service_name), service, plugin_dir));
   }
-  r.refuse_unknown_keys({"address", "server_type", "pool_size", "max_connections", "lockable",
+  r.refuse_unknown_keys({"address", "server_type", "pool_size", "busy_poll_us", "max_connections", "lockable",
                          "lease_s", "max_frame_bytes", "handshake_timeout_s", "max_requests_in_flight",
                          "max_value_depth", "max_value_items", "admin_secret_file", "services"});
   return d;
@@ -438,8 +439,8 @@ host_config parse_host_config(std::string_view text, const std::filesystem::path
 std::string fingerprint(const daemon_config& d, const host_config& host) {
   std::ostringstream f;
   f << host.plugin_dir.string() << '|' << host.logging.level << '|' << d.address.to_string() << '|'
-    << server_type_name(d.type) << '|' << d.pool_size << '|' << d.max_connections << '|' << d.lockable
-    << '|' << d.lease.count() << '|' << d.max_frame_bytes << '|' << d.admin_secret_file.string() << '|'
+    << server_type_name(d.type) << '|' << d.pool_size << '|' << d.busy_poll.count() << '|' << d.max_connections << '|'
+    << d.lockable << '|' << d.lease.count() << '|' << d.max_frame_bytes << '|' << d.admin_secret_file.string() << '|'
     << d.auth_secret_file.string() << '|' << d.insecure << '|' << d.handshake_timeout.count() << '|'
     << d.max_requests_in_flight << '|' << d.max_value_depth << '|' << d.max_value_items
     << "|tls=" << d.tls.cert_file.string() << ',' << d.tls.key_file.string() << ',' << d.tls.ca_file.string() << ','

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "../protocol/busy_poll.h"
 #include "labhost/value.h"
 
 namespace labhost::host {
@@ -57,6 +58,7 @@ struct daemon_config {
   endpoint_address address;
   server_type type = server_type::threaded;
   unsigned pool_size = 4;            // threaded: worker threads; multiplexed: always 1
+  std::chrono::microseconds busy_poll = protocol::default_busy_poll;  // poll before sleeping (0: never)
   unsigned max_connections = 1024;
   bool lockable = false;
   std::chrono::milliseconds lease{10'000};

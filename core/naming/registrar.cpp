@@ -12,6 +12,7 @@ client_options host_connection_options(std::string client_name, std::string secr
   options.client_name = std::move(client_name);
   options.secret = std::move(secret);
   options.use_environment = false;
+  options.busy_poll = std::chrono::microseconds::zero();  // background talk: no hurry, no polling
   if (tls.enabled()) {
     options.tls_ca_file = tls.ca_file.string();
     options.tls_cert_file = tls.cert_file.string();

@@ -29,6 +29,7 @@ struct registration {
 /// Options for labhost's own connections to the daemons and nameservers of a host (the
 /// registrar, `labhost ps`): the host's secret, and with TLS the host's own certificate as
 /// client certificate; never the environment, since host.json alone says how to reach them.
+/// They never busy-poll: nothing waits on them.
 client_options host_connection_options(std::string client_name, std::string secret, const host::tls_config& tls);
 
 class registrar {

@@ -226,7 +226,7 @@ void daemon::run(bool handle_signals) {
     (*check)();
   };
 
-  worker_pool pool(state->io, state->config.pool_size);
+  worker_pool pool(state->io, state->config.pool_size, state->config.busy_poll);
   state->pool = &pool;
   pool.run();
 

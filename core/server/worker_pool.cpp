@@ -1,12 +1,13 @@
 #include "worker_pool.h"
 
 #include "../logging/log.h"
+#include "../protocol/busy_poll.h"
 
 namespace labhost::server {
 
-worker_pool::worker_pool(boost::asio::io_context& io, unsigned max_threads,
+worker_pool::worker_pool(boost::asio::io_context& io, unsigned max_threads, std::chrono::microseconds busy_poll,
                          std::chrono::microseconds takeover_after)
-    : io_(io), max_threads_(std::max(1u, max_threads)), takeover_after_(takeover_after) {}
+    : io_(io), max_threads_(std::max(1u, max_threads)), busy_poll_(busy_poll), takeover_after_(takeover_after) {}
 
 worker_pool::~worker_pool() {
   {
@@ -33,7 +34,7 @@ void worker_pool::call_finished() noexcept { busy_.fetch_sub(1); }
 void worker_pool::run() {
   if (max_threads_ > 1) watchdog_ = std::thread([this] { watch(); });
   active_.fetch_add(1);
-  io_.run();
+  run_polling();
   active_.fetch_sub(1);
   {
     std::lock_guard lock(mutex_);
@@ -47,6 +48,34 @@ void worker_pool::run() {
     extras.swap(extra_threads_);
   }
   for (auto& t : extras) t.thread.join();
+}
+
+void worker_pool::run_polling() {
+  using clock = std::chrono::steady_clock;
+  protocol::busy_poll_policy policy(busy_poll_);
+  if (policy.window_now().count() == 0) {
+    io_.run();
+    return;
+  }
+  while (true) {
+    if (io_.poll() > 0) continue;  // poll: runs what is ready, epoll included, never sleeps
+    if (io_.stopped()) return;
+    const auto window = policy.window_now();
+    if (window.count() > 0) {
+      const auto until = clock::now() + window;
+      std::size_t ran = 0;
+      while (ran == 0 && !io_.stopped() && clock::now() < until) ran = io_.poll();
+      if (ran > 0) {
+        policy.found_by_polling();
+        found_by_polling_.fetch_add(1, std::memory_order_relaxed);
+        continue;
+      }
+    }
+    const auto slept_from = clock::now();
+    if (io_.run_one() == 0) return;  // stopped
+    policy.slept(window.count() > 0, clock::now() - slept_from);
+    woken_from_sleep_.fetch_add(1, std::memory_order_relaxed);
+  }
 }
 
 void worker_pool::run_extra() {

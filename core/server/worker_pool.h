@@ -8,6 +8,9 @@
 // keeps reading the other connections. An extra thread leaves again once two threads are
 // free. Net effect: sequential clients see no thread hop, and a slow call never holds up the
 // daemon's other connections for more than `takeover_after` (unless pool_size calls block).
+// Between requests the I/O thread polls for the next one for `busy_poll` before it sleeps, when
+// the last one came that soon (protocol/busy_poll.h): a sequential client then never waits
+// for the daemon to be woken.
 // Thread-safety: call_started()/call_finished() from pool threads; the rest from run()'s thread.
 #ifndef LABHOST_SERVER_WORKER_POOL_H
 #define LABHOST_SERVER_WORKER_POOL_H
@@ -26,6 +29,7 @@ namespace labhost::server {
 class worker_pool {
  public:
   worker_pool(boost::asio::io_context& io, unsigned max_threads,
+              std::chrono::microseconds busy_poll = std::chrono::microseconds::zero(),
               std::chrono::microseconds takeover_after = std::chrono::milliseconds(2));
   ~worker_pool();
   worker_pool(const worker_pool&) = delete;
@@ -41,18 +45,27 @@ class worker_pool {
   /// Threads running the io_context right now (for tests and ps).
   unsigned running() const noexcept { return active_.load(); }
 
+  /// How the I/O thread found its work: by polling, or woken from sleep (for tests).
+  std::uint64_t found_by_polling() const noexcept { return found_by_polling_.load(); }
+  std::uint64_t woken_from_sleep() const noexcept { return woken_from_sleep_.load(); }
+
  private:
+  /// io_context::run() with busy polling before each sleep.
+  void run_polling();
   void watch();
   void run_extra();
 
   boost::asio::io_context& io_;
   const unsigned max_threads_;
+  const std::chrono::microseconds busy_poll_;
   const std::chrono::microseconds takeover_after_;
 
   std::atomic<unsigned> active_{0};          // threads running the io_context
   std::atomic<unsigned> busy_{0};            // of those, threads inside a call
   std::atomic<std::uint64_t> calls_started_{0};
   std::atomic<bool> watchdog_idle_{false};   // the watchdog sleeps until the next call
+  std::atomic<std::uint64_t> found_by_polling_{0};  // written by run()'s thread only
+  std::atomic<std::uint64_t> woken_from_sleep_{0};
 
   std::mutex mutex_;  // guards stopping_, extra_threads_; with wake_
   std::condition_variable wake_;

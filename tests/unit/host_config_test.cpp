@@ -47,6 +47,7 @@ BOOST_AUTO_TEST_CASE(defaults_apply) {
   const auto& d = config.daemons.at(0);
   BOOST_TEST((d.type == server_type::threaded));
   BOOST_TEST(d.pool_size == 4u);
+  BOOST_TEST(d.busy_poll.count() == 50);
   BOOST_TEST(d.lease.count() == 10'000);
   BOOST_TEST((d.services.at(0).mode == instance_mode::single));
   BOOST_TEST(d.services.at(0).params.is_map());
@@ -93,6 +94,10 @@ BOOST_AUTO_TEST_CASE(wrong_types_and_ranges_name_the_path) {
              "daemons.main.address: \"127.0.0.1:99999\": port above 65535");
   BOOST_TEST(f.error_of(R"({"daemons": {"main": {"address": "127.0.0.1:1", "pool_size": 0, "services": {}}}})") ==
              "daemons.main.pool_size: 0 is out of range (expected 1 to 256)");
+  BOOST_TEST(f.error_of(R"({"daemons": {"main": {"address": "127.0.0.1:1", "busy_poll_us": -1, "services": {}}}})") ==
+             "daemons.main.busy_poll_us: -1 is out of range (expected 0 to 1000000)");
+  BOOST_TEST(f.error_of(R"({"daemons": {"main": {"address": "127.0.0.1:1", "busy_poll_us": 2.5, "services": {}}}})") ==
+             "daemons.main.busy_poll_us: expected an integer");
   BOOST_TEST(f.error_of(R"({"daemons": {"main": {"address": "127.0.0.1:1", "server_type": "forked", "services": {}}}})") ==
              "daemons.main.server_type: \"forked\" (expected threaded or multiplexed)");
   BOOST_TEST(f.error_of(with_service(R"({"driver": "sim_laser", "mode": "always"})")) ==
@@ -172,6 +177,10 @@ BOOST_AUTO_TEST_CASE(reload_fingerprints_change_with_the_daemon_and_only_then) {
   auto other = f.parse(with_service(R"({"driver": "sim_laser", "params": {"wavelength_nm": 1600}})"));
   BOOST_TEST(fingerprint(a.daemons[0], a) == fingerprint(same.daemons[0], same));
   BOOST_TEST(fingerprint(a.daemons[0], a) != fingerprint(other.daemons[0], other));
+  auto no_polling = f.parse(R"({"daemons": {"main": {"address": "127.0.0.1:7701", "busy_poll_us": 0, "services":
+                               {"laser": {"driver": "sim_laser", "params": {"wavelength_nm": 1550}}}}}})");
+  BOOST_TEST(no_polling.daemons[0].busy_poll.count() == 0);
+  BOOST_TEST(fingerprint(a.daemons[0], a) != fingerprint(no_polling.daemons[0], no_polling));
 }
 
 BOOST_AUTO_TEST_CASE(labhost_check_reports_the_first_error_and_exits_non_zero) {

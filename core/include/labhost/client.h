@@ -53,6 +53,12 @@ struct client_options {
   /// the heartbeat thread and before the next request. A request whose connection broke
   /// while it was in flight still fails with connection_lost: it may have run.
   bool reconnect = true;
+  /// Waiting for a reply, poll the socket this long before sleeping, as long as replies keep
+  /// coming that soon: a quick call then returns without waiting for this thread to be woken
+  /// (docs/performance.md). A reply slower than this turns polling off until one is quick
+  /// again, so slow calls cost no CPU. Zero, or a process limited to one CPU: never poll.
+  /// Plain TCP only; heartbeats never poll.
+  std::chrono::microseconds busy_poll{50};
 };
 
 /// One service's lock, as lock() and lock_status() report it.
