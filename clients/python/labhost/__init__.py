@@ -57,8 +57,8 @@ def connect(address, timeout=None, client_name=None, secret=None, tls_ca=None, t
     this client's certificate and key for a daemon that verifies clients (default:
     $LABHOST_TLS_CERT, $LABHOST_TLS_KEY); `ssl_context`: an ssl.SSLContext instead of those.
     Other options go to Connection: connect_timeout (5 s), heartbeats (True), reconnect
-    (True), max_payload. Both are context managers; closing says goodbye and releases the
-    session's locks.
+    (True), max_payload, busy_poll_us (50). Both are context managers; closing says goodbye
+    and releases the session's locks.
     """
     a = parse_address(address)
     connection = Connection(a.host, a.port, timeout=timeout, client_name=client_name,

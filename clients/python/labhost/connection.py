@@ -220,6 +220,42 @@ class _Pending:
         self.error = None
 
 
+def _usable_cpus():
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+class _BusyPoll:
+    """When the reader polls the socket before sleeping on it, as the daemon and the C++
+    client do (core/protocol/busy_poll.h): waking a sleeping thread costs more than a small
+    call on some machines. Polls for `window` seconds; after a poll in vain sleeps through
+    the next 1, 3, 7, ... up to 63 waits that ended within the window (slow calls and idle
+    connections never bring polling back); a poll that finds its bytes halves that backoff.
+    The reader's alone."""
+
+    _MAX_BACKOFF = 63
+
+    def __init__(self, window):
+        self.window = window if window > 0 and _HAS_DONTWAIT and _usable_cpus() > 1 else 0.0
+        self._backoff = 0
+        self._skip = 0
+
+    def window_now(self):
+        return self.window if self._skip == 0 else 0.0
+
+    def found_by_polling(self):
+        self._backoff //= 2
+
+    def slept(self, polled, waited):
+        if polled:
+            self._backoff = min(2 * self._backoff + 1, self._MAX_BACKOFF)
+            self._skip = self._backoff
+        elif self._skip > 0 and waited <= self.window:
+            self._skip -= 1
+
+
 class _Socket:
     """The socket and what goes with it. Shared with the finalizer, so no reference back."""
 
@@ -235,6 +271,7 @@ class _Socket:
         self.rend = 0
         self.goodbye_sent = False
         self.closed = False       # set by close() or the finalizer: never reconnect
+        self.busy_poll = _BusyPoll(0)  # the reader's; set by Connection for plain TCP
 
     def attach(self, sock):
         self.sock = sock
@@ -563,6 +600,9 @@ class Connection:
     third of the lease while open; `reconnect`: resume the session after a broken connection;
     `max_payload`: largest reply accepted (checked before allocating); `secret`: the shared
     secret (str or bytes) for a daemon that requires one (default: secret_from_environment()).
+    `busy_poll_us`: waiting for a reply, poll the socket this many microseconds before
+    sleeping, while replies keep coming that soon (a quick call then returns without waiting
+    for this thread to be woken; slow calls turn it off); 0 never polls. Plain TCP only.
 
     TLS, for a daemon whose host.json has ``tls``: `tls_ca`: the CA file (PEM) that signed the
     daemon's certificate (default $LABHOST_TLS_CA; TLS is used iff a CA file is known); the
@@ -577,7 +617,8 @@ class Connection:
 
     def __init__(self, host, port, *, timeout=None, connect_timeout=5.0, client_name=None,
                  heartbeats=True, reconnect=True, max_payload=protocol.DEFAULT_MAX_PAYLOAD,
-                 secret=None, tls_ca=None, tls_cert=None, tls_key=None, ssl_context=None):
+                 secret=None, tls_ca=None, tls_cert=None, tls_key=None, ssl_context=None,
+                 busy_poll_us=50):
         self._secret = _secret_bytes(secret)  # first: a bad secret file fails before connecting
         if ssl_context is None:
             ssl_context = tls_context(tls_ca, tls_cert, tls_key)  # likewise bad TLS files
@@ -598,7 +639,11 @@ class Connection:
         self._next_id = 1
         self._connect_lock = threading.Lock()  # one reconnect at a time
         self._stop = threading.Event()
+        if isinstance(busy_poll_us, bool) or not isinstance(busy_poll_us, (int, float)) or busy_poll_us < 0:
+            raise ValueError("busy_poll_us: expected a number of microseconds >= 0, got %r" % (busy_poll_us,))
         self._io = _Socket() if ssl_context is None else _TlsSocket()
+        if ssl_context is None:
+            self._io.busy_poll = _BusyPoll(busy_poll_us / 1e6)
         sock, self._welcome = self._open("")
         self._io.attach(sock)
         self._last_sent = time.monotonic()
@@ -773,9 +818,9 @@ class Connection:
 
     # ------------------------------------------------------------------ machinery
 
-    def _request_value(self, message_type, payload, timeout=_DEFAULT):
+    def _request_value(self, message_type, payload, timeout=_DEFAULT, busy_poll=True):
         parts = codec.encode_into(bytearray(protocol.HEADER_SIZE), payload)
-        return self._request(message_type, parts, timeout)
+        return self._request(message_type, parts, timeout, busy_poll)
 
     def _expect(self, reply, expected):
         message_type, payload = reply
@@ -802,8 +847,9 @@ class Connection:
         except OSError:
             return True
 
-    def _request(self, message_type, parts, timeout=_DEFAULT):
-        """Sends one request and waits for its reply: (type, payload buffer)."""
+    def _request(self, message_type, parts, timeout=_DEFAULT, busy_poll=True):
+        """Sends one request and waits for its reply: (type, payload buffer). As the reader,
+        polls before sleeping when `busy_poll` (see _BusyPoll)."""
         size = sum(p.nbytes if isinstance(p, memoryview) else len(p) for p in parts) \
             - protocol.HEADER_SIZE
         if size > self.max_payload:
@@ -847,7 +893,7 @@ class Connection:
                         self._reader_active = True
                         cond.release()
                         try:
-                            self._read_one(deadline)
+                            self._read_one(deadline, busy_poll)
                         finally:
                             cond.acquire()
                             self._reader_active = False
@@ -894,12 +940,12 @@ class Connection:
         self._last_sent = time.monotonic()
         return True
 
-    def _read_one(self, deadline):
+    def _read_one(self, deadline, busy_poll):
         """As the reader (unlocked): reads one frame and hands it to its waiter. A failure
         breaks the connection for everyone (the stream is out of step)."""
         io = self._io
         try:
-            frame = self._read_frame(io, deadline)
+            frame = self._read_frame(io, deadline, busy_poll)
         except _MidFrameTimeout:
             with self._cond:
                 self._break(ConnectionLostError("no complete reply in time: the link was dropped"))
@@ -938,7 +984,33 @@ class Connection:
                 pending.done = True
                 self._cond.notify_all()
 
-    def _fill(self, io, deadline):
+    @staticmethod
+    def _receive(io, view, deadline, busy_poll):
+        """recv_into(view) as the reader: polls first when the policy says so; None when the
+        deadline passed first."""
+        policy = io.busy_poll
+        window = policy.window_now() if busy_poll else 0.0
+        if window:
+            recv_into = io.sock.recv_into
+            until = time.perf_counter() + window
+            while True:
+                try:
+                    n = recv_into(view, 0, socket.MSG_DONTWAIT)
+                except (BlockingIOError, InterruptedError):
+                    if time.perf_counter() >= until:
+                        break
+                    continue
+                policy.found_by_polling()
+                return n
+        slept_from = time.perf_counter()
+        if deadline is not None and not io.readable(deadline - time.monotonic()):
+            return None
+        n = io.sock.recv_into(view)
+        if busy_poll:
+            policy.slept(window > 0, time.perf_counter() - slept_from)
+        return n
+
+    def _fill(self, io, deadline, busy_poll):
         """Reads more bytes into the receive buffer; False when the deadline passed first."""
         if io.rend == len(io.rbuf):
             if io.rstart == 0:  # pragma: no cover - frames that large take the other path
@@ -946,19 +1018,19 @@ class Connection:
             kept = io.rend - io.rstart
             io.rbuf[:kept] = io.rbuf[io.rstart:io.rend]
             io.rstart, io.rend = 0, kept
-        if deadline is not None and not io.readable(deadline - time.monotonic()):
+        n = self._receive(io, io.rview[io.rend:], deadline, busy_poll)
+        if n is None:
             return False
-        n = io.sock.recv_into(io.rview[io.rend:])
         if n == 0:
             raise ConnectionLostError("the daemon closed the connection")
         io.rend += n
         return True
 
-    def _read_frame(self, io, deadline):
+    def _read_frame(self, io, deadline, busy_poll):
         """(type, request id, payload buffer) of the next frame, or None at the deadline.
         The payload buffer holds the payload from offset _PAD."""
         while io.rend - io.rstart < protocol.HEADER_SIZE:
-            if not self._fill(io, deadline):
+            if not self._fill(io, deadline, busy_poll):
                 return None
         message_type, _, request_id, size = protocol.parse_header(
             io.rview[io.rstart:io.rstart + protocol.HEADER_SIZE], self.max_payload)
@@ -969,7 +1041,7 @@ class Connection:
                 io.rbuf[:kept] = io.rbuf[io.rstart:io.rend]
                 io.rstart, io.rend = 0, kept
             while io.rend - io.rstart < total:
-                if not self._fill(io, deadline):
+                if not self._fill(io, deadline, busy_poll):
                     return None
             payload = bytearray(_PAD + size)
             payload[_PAD:] = io.rview[io.rstart + protocol.HEADER_SIZE:io.rstart + total]
@@ -985,11 +1057,10 @@ class Connection:
         got = _PAD + have
         io.rstart = 0
         io.rend = -1  # marks "inside a large payload" until it is complete
-        sock = io.sock
         while got < len(payload):
-            if deadline is not None and not io.readable(deadline - time.monotonic()):
+            n = self._receive(io, view[got:], deadline, busy_poll)
+            if n is None:
                 raise _MidFrameTimeout()
-            n = sock.recv_into(view[got:])
             if n == 0:
                 raise ConnectionLostError("the daemon closed the connection")
             got += n
@@ -1181,7 +1252,7 @@ class Connection:
                 self._resume()
             return
         if time.monotonic() - self._last_sent >= self._heartbeat_period() * 0.9:
-            self._expect(self._request_value(protocol.PING, None, None), protocol.PONG)
+            self._expect(self._request_value(protocol.PING, None, None, busy_poll=False), protocol.PONG)
 
     def _heartbeat_period(self):
         return max(self.lease / 3.0, 0.01)
