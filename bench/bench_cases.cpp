@@ -153,9 +153,9 @@ frame_sizes probe_frame_sizes(std::uint16_t daemon_port) {
   return s;
 }
 
-void run_sequential(std::uint16_t daemon_port, std::uint16_t floor_port, const bench_plan& plan,
-                    bench_results& r) {
-  service_proxy laser(client::connect("127.0.0.1", daemon_port), "laser");
+void run_sequential(std::uint16_t daemon_port, std::uint16_t floor_port, std::uint16_t one_cpu_floor_port, int one_cpu,
+                    const bench_plan& plan, bench_results& r) {
+  service_proxy laser(client::connect("127.0.0.1", daemon_port, plan.client), "laser");
   floor_client floor(floor_port, r.sizes.call, r.sizes.result);
   for (int i = 0; i < 500; ++i) {
     check_wavelength(laser.call("wavelength"));
@@ -184,6 +184,28 @@ void run_sequential(std::uint16_t daemon_port, std::uint16_t floor_port, const b
     ping_us.push_back(microseconds(clock_type::now() - start));
   }
   r.seq_ping_us = percentile(ping_us, 0.5);
+
+  // The floor's other state: a blocking round trip costs much less when the scheduler keeps
+  // both ends on one CPU (no wakeup of another CPU) than when it puts them on two; which one
+  // the floor above got is up to the scheduler. Here both ends are kept on one CPU.
+  std::vector<double> one_cpu_us;
+  std::exception_ptr failure;
+  std::thread([&] {
+    try {
+      pin_to_cpu(one_cpu);
+      floor_client pinned(one_cpu_floor_port, r.sizes.call, r.sizes.result);
+      for (int i = 0; i < 500; ++i) pinned.round_trip();
+      for (int i = 0; i < per_round; ++i) {
+        auto start = clock_type::now();
+        pinned.round_trip();
+        one_cpu_us.push_back(microseconds(clock_type::now() - start));
+      }
+    } catch (...) {
+      failure = std::current_exception();
+    }
+  }).join();
+  if (failure) std::rethrow_exception(failure);
+  r.seq_rtt_floor_one_cpu_us = percentile(one_cpu_us, 0.5);
   r.seq_rtt_us = percentile(labhost_us, 0.5);
   r.seq_rtt_p99_us = percentile(labhost_us, 0.99);
   r.seq_rtt_floor_us = percentile(floor_us, 0.5);
@@ -196,7 +218,7 @@ void run_parallel(std::uint16_t daemon_port, std::uint16_t floor_port, const ben
   std::vector<std::unique_ptr<floor_client>> floors;
   std::vector<std::function<void()>> labhost_calls, floor_calls;
   for (int i = 0; i < plan.par_clients; ++i) {
-    lasers.emplace_back(client::connect("127.0.0.1", daemon_port), "laser");
+    lasers.emplace_back(client::connect("127.0.0.1", daemon_port, plan.client), "laser");
     floors.push_back(std::make_unique<floor_client>(floor_port, r.sizes.call, r.sizes.result));
   }
   for (int i = 0; i < plan.par_clients; ++i) {
@@ -215,7 +237,7 @@ void run_parallel(std::uint16_t daemon_port, std::uint16_t floor_port, const ben
 
 void run_bulk(std::uint16_t daemon_port, std::uint16_t floor_port, const std::filesystem::path& plugins,
               const bench_plan& plan, bench_results& r) {
-  service_proxy camera(client::connect("127.0.0.1", daemon_port), "camera");
+  service_proxy camera(client::connect("127.0.0.1", daemon_port, plan.client), "camera");
   floor_client floor(floor_port, r.sizes.grab_call, r.sizes.grab_result);
   for (int i = 0; i < 3; ++i) {
     check_frame(camera.call("grab"));
@@ -262,7 +284,7 @@ void run_connect(std::uint16_t daemon_port, std::uint16_t floor_port, const benc
                  bench_results& r) {
   auto labhost_once = [&] {
     auto start = clock_type::now();
-    auto c = client::connect("127.0.0.1", daemon_port);
+    auto c = client::connect("127.0.0.1", daemon_port, plan.client);
     check_wavelength(c->call("laser", "wavelength"));
     auto elapsed = clock_type::now() - start;
     c.reset();  // goodbye and close, outside the timed part
@@ -292,7 +314,7 @@ void run_connect(std::uint16_t daemon_port, std::uint16_t floor_port, const benc
 
 void run_idle(std::uint16_t daemon_port, pid_t daemon_pid, const bench_plan& plan, bench_results& r,
               const progress_fn& progress) {
-  service_proxy laser(client::connect("127.0.0.1", daemon_port), "laser");
+  service_proxy laser(client::connect("127.0.0.1", daemon_port, plan.client), "laser");
   for (int i = 0; i < 200; ++i) check_wavelength(laser.call("wavelength"));
   auto base = read_process_status(daemon_pid);
   r.idle_base_threads = base.threads;
@@ -303,7 +325,7 @@ void run_idle(std::uint16_t daemon_port, pid_t daemon_pid, const bench_plan& pla
   std::vector<std::shared_ptr<client>> idle;
   idle.reserve(static_cast<std::size_t>(plan.idle_conns));
   auto open_start = clock_type::now();
-  for (int i = 0; i < plan.idle_conns; ++i) idle.push_back(client::connect("127.0.0.1", daemon_port));
+  for (int i = 0; i < plan.idle_conns; ++i) idle.push_back(client::connect("127.0.0.1", daemon_port, plan.client));
   r.idle_open_ms = microseconds(clock_type::now() - open_start) / 1000.0;
   r.idle_conns = static_cast<int>(idle.size());
   progress(std::to_string(idle.size()) + " idle connections open; timing small calls meanwhile");

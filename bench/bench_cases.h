@@ -16,6 +16,8 @@
 #include <functional>
 #include <string>
 
+#include "labhost/client.h"
+
 namespace labhost::bench {
 
 /// How long each case runs. plan::full() is the documented run; plan::quick() takes seconds.
@@ -30,6 +32,7 @@ struct bench_plan {
   std::chrono::milliseconds idle_window{0};  // the small call is timed this long meanwhile
   int startup_runs = 0;
   int rounds = 5;
+  client_options client;  // the labhost side's clients (busy_poll follows --busy-poll-us)
 
   static bench_plan full();
   static bench_plan quick_plan();
@@ -51,6 +54,7 @@ struct bench_results {
   // 1. one client, sequential small calls
   double seq_rtt_us = 0, seq_rtt_p99_us = 0, seq_rtt_floor_us = 0, seq_rtt_floor_p99_us = 0;
   double seq_ping_us = 0;  // labhost's ping (no service, no driver): the transport alone
+  double seq_rtt_floor_one_cpu_us = 0;  // the floor with both ends kept on one CPU
   // 2. parallel clients, each sequential
   double par_calls_s = 0, par_floor_calls_s = 0;
   // 3. 8 MiB typed array
@@ -70,8 +74,10 @@ using progress_fn = std::function<void(const std::string&)>;
 
 frame_sizes probe_frame_sizes(std::uint16_t daemon_port);
 
-void run_sequential(std::uint16_t daemon_port, std::uint16_t floor_port, const bench_plan& plan,
-                    bench_results& r);
+/// `one_cpu_floor_port`: a floor server kept on CPU `one_cpu`, timed from a thread kept there
+/// too (seq_rtt_floor_one_cpu_us).
+void run_sequential(std::uint16_t daemon_port, std::uint16_t floor_port, std::uint16_t one_cpu_floor_port, int one_cpu,
+                    const bench_plan& plan, bench_results& r);
 void run_parallel(std::uint16_t daemon_port, std::uint16_t floor_port, const bench_plan& plan,
                   bench_results& r);
 /// Also times the camera driver's own grab() in this process (bulk_driver_ms): the part of a

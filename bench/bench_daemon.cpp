@@ -40,9 +40,13 @@ bench_daemon::bench_daemon(const daemon_settings& settings, const std::filesyste
   json::object camera_params{{"width", 2048}, {"height", 2048}};
   json::object services{{"laser", json::object{{"driver", "sim_laser"}, {"description", "Tunable laser"}}},
                         {"camera", json::object{{"driver", "sim_camera"}, {"params", camera_params}}}};
-  json::object daemon{{"address", "127.0.0.1:0"},        {"server_type", "threaded"},
-                      {"pool_size", settings.pool_size}, {"max_connections", settings.max_connections},
-                      {"lease_s", settings.lease_s},     {"services", services}};
+  json::object daemon{{"address", "127.0.0.1:0"},
+                      {"server_type", "threaded"},
+                      {"pool_size", settings.pool_size},
+                      {"busy_poll_us", settings.busy_poll_us},
+                      {"max_connections", settings.max_connections},
+                      {"lease_s", settings.lease_s},
+                      {"services", services}};
   json::object config{{"plugin_dir", std::filesystem::absolute(settings.plugins).string()},
                       {"daemons", json::object{{"bench", daemon}}}};
   auto config_file = folder / "host.json";
@@ -66,12 +70,15 @@ bench_daemon::~bench_daemon() {
 std::string bench_daemon::log() const { return read_text_file(log_file_.string()); }
 
 floor_process::floor_process(const std::filesystem::path& bench_program, bool threaded,
-                             const std::filesystem::path& folder) {
-  auto log_file = folder / (threaded ? "floor-threaded.log" : "floor-iterative.log");
-  process_ =
-      std::make_unique<child_process>(std::vector<std::string>{bench_program.string(), "floor-server",
-                                                               "--mode", threaded ? "threaded" : "iterative"},
-                                      log_file.string());
+                             const std::filesystem::path& folder, std::optional<int> cpu) {
+  std::string name = threaded ? "floor-threaded" : "floor-iterative";
+  std::vector<std::string> argv{bench_program.string(), "floor-server", "--mode", threaded ? "threaded" : "iterative"};
+  if (cpu) {
+    name += "-cpu" + std::to_string(*cpu);
+    argv.insert(argv.end(), {"--cpu", std::to_string(*cpu)});
+  }
+  auto log_file = folder / (name + ".log");
+  process_ = std::make_unique<child_process>(argv, log_file.string());
   port_ = read_listening_port(*process_, "the floor server", log_file);
 }
 

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "child_process.h"
@@ -34,6 +35,7 @@ struct daemon_settings {
   std::filesystem::path labhost;  // the labhost program
   std::filesystem::path plugins;  // folder of sim_laser.so and sim_camera.so
   unsigned pool_size = 4;
+  unsigned busy_poll_us = 50;  // host.json busy_poll_us
   unsigned max_connections = 4096;
   double lease_s = 10;
 };
@@ -55,11 +57,12 @@ class bench_daemon {
   std::uint16_t port_ = 0;
 };
 
-/// `labhost-bench floor-server`, a separate process like the daemon.
+/// `labhost-bench floor-server`, a separate process like the daemon; kept on one CPU when
+/// `cpu` is set.
 class floor_process {
  public:
-  floor_process(const std::filesystem::path& bench_program, bool threaded,
-                const std::filesystem::path& folder);
+  floor_process(const std::filesystem::path& bench_program, bool threaded, const std::filesystem::path& folder,
+                std::optional<int> cpu = std::nullopt);
   std::uint16_t port() const noexcept { return port_; }
 
  private:

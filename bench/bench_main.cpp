@@ -39,6 +39,8 @@ constexpr const char* usage_text =
     "  --plugins DIR    the simulated drivers (default: ../../plugins from this program)\n"
     "  --host-json FILE host.json for case 6 (default: ../../host.json from this program)\n"
     "  --pool-size N    the bench daemon's pool_size (default 4; for diagnosis)\n"
+    "  --busy-poll-us N the bench daemon's busy_poll_us and its clients' busy_poll (default 50;\n"
+    "                   0: never poll; for diagnosis)\n"
     "  --verbose        progress on stderr (default when stderr is a terminal)\n";
 
 // Targets from design.md, "What fast means here".
@@ -49,6 +51,7 @@ constexpr int idle_threads_margin = 4;     // "the configured pool plus a few"
 constexpr double idle_rss_target = 50;     // MiB, under
 constexpr double startup_target = 1000;    // ms, under ("well under a second")
 constexpr unsigned default_pool_size = 4;  // the bench daemon's, as the repository's main daemon
+constexpr unsigned default_busy_poll_us = 50;  // the default of host.json and client_options
 constexpr double lease_s = 3;              // heartbeats every second, so case 5 sees them
 
 /// A bad command line: reported with the usage text, exit status 2.
@@ -65,6 +68,7 @@ struct options {
   fs::path plugins;
   fs::path host_json;
   unsigned pool_size = default_pool_size;
+  unsigned busy_poll_us = default_busy_poll_us;
 };
 
 struct machine_info {
@@ -136,6 +140,14 @@ options parse_options(int argc, char** argv, const fs::path& exe_dir) {
       }
       if (n < 1 || n > 256) throw usage_error("--pool-size: expected 1 to 256");
       o.pool_size = static_cast<unsigned>(n);
+    } else if (a == "--busy-poll-us") {
+      int n = -1;
+      try {
+        n = std::stoi(next());
+      } catch (const std::exception&) {
+      }
+      if (n < 0 || n > 1'000'000) throw usage_error("--busy-poll-us: expected 0 to 1000000");
+      o.busy_poll_us = static_cast<unsigned>(n);
     } else if (a == "--cases") {
       o.cases.clear();
       std::stringstream list(next());
@@ -224,6 +236,7 @@ struct report {
     put("seq_rtt_floor_p99_us", has(1), num(r.seq_rtt_floor_p99_us, 1));
     put("seq_rtt_ratio", has(1), num(ratio(r.seq_rtt_us, r.seq_rtt_floor_us), 3));
     put("seq_ping_us", has(1), num(r.seq_ping_us, 1));
+    put("seq_rtt_floor_one_cpu_us", has(1), num(r.seq_rtt_floor_one_cpu_us, 1));
     put("par_clients", has(2), std::to_string(plan.par_clients));
     put("par_calls_s", has(2), num(r.par_calls_s, 0));
     put("par_floor_calls_s", has(2), num(r.par_floor_calls_s, 0));
@@ -248,6 +261,7 @@ struct report {
     put("call_frame_bytes", true, std::to_string(r.sizes.call));
     put("result_frame_bytes", true, std::to_string(r.sizes.result));
     put("pool_size", true, std::to_string(opts.pool_size));
+    put("busy_poll_us", true, std::to_string(opts.busy_poll_us));
     put("lease_s", true, num(lease_s, 1));
     put("cpus", true, std::to_string(machine.cpus));
     put("load_before", true, num(machine.load_before, 2));
@@ -261,8 +275,10 @@ struct report {
   void print_table(std::ostream& out) const {
     out << "labhost-bench (" << (plan.quick ? "quick" : "full") << " run) on " << machine.cpus << " CPU(s), "
         << machine.cpu_model << ", " << machine.kernel << "\n"
-        << "floor: raw blocking TCP ping-pong over loopback (TCP_NODELAY), same message sizes ("
-        << r.sizes.call << "-byte call, " << r.sizes.result << "-byte result), separate process\n"
+        << "floor: raw blocking TCP ping-pong over loopback (TCP_NODELAY), same message sizes (" << r.sizes.call
+        << "-byte call, " << r.sizes.result << "-byte result), separate process\n"
+        << "labhost: daemon pool_size " << opts.pool_size << ", busy_poll_us " << opts.busy_poll_us
+        << " (daemon and clients)\n"
         << "load average when the run began: " << fixed(machine.load_before, 2)
         << (machine.load_before > 0.5 * machine.cpus ? " (a busy machine: figures are noisy)" : "") << "\n\n";
     out << std::left << std::setw(44) << "case" << std::right << std::setw(8) << "ratio" << std::setw(12)
@@ -290,6 +306,8 @@ struct report {
           r.seq_rtt_floor_p99_us, 1, "");
       row("  labhost ping (no service): median us", ratio(r.seq_ping_us, r.seq_rtt_floor_us), r.seq_ping_us,
           r.seq_rtt_floor_us, 1, "");
+      row("  floor with both ends on one CPU: median", ratio(r.seq_rtt_us, r.seq_rtt_floor_one_cpu_us), r.seq_rtt_us,
+          r.seq_rtt_floor_one_cpu_us, 1, "");
     }
     if (has(2))
       row("2 small call, " + std::to_string(plan.par_clients) + " clients: calls/s",
@@ -331,7 +349,8 @@ int run(int argc, char** argv) {
   const fs::path self = fs::read_symlink("/proc/self/exe");
   const fs::path exe_dir = self.parent_path();
   options opts = parse_options(argc, argv, exe_dir);
-  const bench_plan plan = opts.quick ? bench_plan::quick_plan() : bench_plan::full();
+  bench_plan plan = opts.quick ? bench_plan::quick_plan() : bench_plan::full();
+  plan.client.busy_poll = std::chrono::microseconds(opts.busy_poll_us);
   const machine_info machine = describe_machine();
   auto progress = [&](const std::string& line) {
     if (opts.verbose) std::cerr << "labhost-bench: " << line << std::endl;
@@ -346,15 +365,17 @@ int run(int argc, char** argv) {
   temp_dir folder;
   bench_results r;
   {
-    daemon_settings settings{labhost, opts.plugins, opts.pool_size, 4096, lease_s};
+    daemon_settings settings{labhost, opts.plugins, opts.pool_size, opts.busy_poll_us, 4096, lease_s};
     bench_daemon daemon(settings, folder.path());
     floor_process threaded_floor(self, true, folder.path());
     floor_process iterative_floor(self, false, folder.path());
+    const int one_cpu = first_usable_cpu();
+    floor_process one_cpu_floor(self, true, folder.path(), one_cpu);
     progress("daemon pid " + std::to_string(daemon.pid()) + " on port " + std::to_string(daemon.port()));
     r.sizes = probe_frame_sizes(daemon.port());
     if (opts.cases.count(1)) {
       progress("case 1: one client, sequential small calls");
-      run_sequential(daemon.port(), threaded_floor.port(), plan, r);
+      run_sequential(daemon.port(), threaded_floor.port(), one_cpu_floor.port(), one_cpu, plan, r);
     }
     if (opts.cases.count(2)) {
       progress("case 2: " + std::to_string(plan.par_clients) + " clients in parallel");
@@ -391,7 +412,17 @@ int run(int argc, char** argv) {
 int main(int argc, char** argv) {
   try {
     if (argc >= 2 && std::string(argv[1]) == "floor-server") {
-      bool threaded = !(argc >= 4 && std::string(argv[2]) == "--mode" && std::string(argv[3]) == "iterative");
+      // floor-server [--mode threaded|iterative] [--cpu N]
+      bool threaded = true;
+      for (int i = 2; i + 1 < argc; i += 2) {
+        std::string option = argv[i];
+        if (option == "--mode")
+          threaded = std::string(argv[i + 1]) != "iterative";
+        else if (option == "--cpu")
+          pin_to_cpu(std::stoi(argv[i + 1]));
+        else
+          throw usage_error("floor-server: unknown option \"" + option + "\"");
+      }
       return run_floor_server(threaded);
     }
     return run(argc, argv);

@@ -17,12 +17,13 @@ endif()
 
 set(keys
   seq_rtt_us seq_rtt_p99_us seq_rtt_floor_us seq_rtt_floor_p99_us seq_rtt_ratio seq_ping_us
+  seq_rtt_floor_one_cpu_us
   par_clients par_calls_s par_floor_calls_s par_ratio
   bulk_bytes bulk_MBps bulk_floor_MBps bulk_ratio bulk_driver_ms
   connect_us connect_floor_us connect_ratio
   idle_conns idle_threads idle_rss_MiB idle_base_threads idle_base_rss_MiB idle_rtt_us idle_open_ms
   startup_ms startup_services
-  call_frame_bytes result_frame_bytes pool_size lease_s cpus load_before quick missed)
+  call_frame_bytes result_frame_bytes pool_size busy_poll_us lease_s cpus load_before quick missed)
 foreach(key IN LISTS keys)
   string(JSON type ERROR_VARIABLE problem TYPE "${output}" ${key})
   if(problem)

@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sched.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -150,6 +151,22 @@ void floor_client::round_trip() {
     throw std::runtime_error("floor reply of an unexpected size");
   if (!recv_all(fd_.get(), reply_.data() + floor_header_size, payload))
     throw std::runtime_error("the floor server closed the connection");
+}
+
+int first_usable_cpu() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (::sched_getaffinity(0, sizeof set, &set) == 0)
+    for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu)
+      if (CPU_ISSET(cpu, &set)) return cpu;
+  return 0;
+}
+
+void pin_to_cpu(int cpu) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(cpu, &set);
+  if (::sched_setaffinity(0, sizeof set, &set) != 0) fail("sched_setaffinity to CPU " + std::to_string(cpu));
 }
 
 int run_floor_server(bool threaded) {

@@ -65,6 +65,11 @@ class floor_client {
   std::vector<std::uint8_t> reply_;
 };
 
+/// The first CPU this process may run on.
+int first_usable_cpu();
+/// Keeps the calling thread (and the threads it starts later) on `cpu`. Throws when refused.
+void pin_to_cpu(int cpu);
+
 /// `labhost-bench floor-server`: serves floor requests on 127.0.0.1:0 until killed, after
 /// printing "floor listening on 127.0.0.1:PORT". `threaded`: a thread per connection (the
 /// classic blocking server); otherwise connections are served one after another on the
