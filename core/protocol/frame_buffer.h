@@ -4,6 +4,7 @@
 // large result in place (labhost_output.reserve, ABI 1.1) gets a separate tail block for it,
 // uninitialized, 16-byte aligned: the bytes are written once, there, and the socket sends
 // head and tail together (writev), so a camera frame is neither zero-filled nor copied.
+// A large tail comes from, and goes back to, the block cache (block_cache.h).
 // Not thread-safe; movable, not copyable.
 #ifndef LABHOST_PROTOCOL_FRAME_BUFFER_H
 #define LABHOST_PROTOCOL_FRAME_BUFFER_H
@@ -15,6 +16,8 @@
 #include <span>
 #include <utility>
 #include <vector>
+
+#include "block_cache.h"
 
 namespace labhost::protocol {
 
@@ -31,7 +34,7 @@ class frame_buffer {
   /// Appends `size` uninitialized bytes and returns where to write them.
   std::uint8_t* append_uninitialized(std::size_t size) {
     fold_tail();
-    tail_ = std::make_unique_for_overwrite<std::uint8_t[]>(size);
+    tail_ = take_block(size);
     tail_size_ = size;
     return tail_.get();
   }
@@ -66,7 +69,7 @@ class frame_buffer {
   }
 
   std::vector<std::uint8_t> head_;
-  std::unique_ptr<std::uint8_t[]> tail_;
+  cached_block tail_;
   std::size_t tail_size_ = 0;
 };
 

@@ -230,21 +230,11 @@ BOOST_AUTO_TEST_CASE(a_connection_over_the_maximum_gets_busy_and_the_daemon_keep
   BOOST_TEST(connected);
 }
 
-namespace {
-std::size_t resident_kib(pid_t pid) {
-  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
-  std::string line;
-  while (std::getline(status, line))
-    if (line.rfind("VmRSS:", 0) == 0) return std::stoul(line.substr(6));
-  return 0;
-}
-}  // namespace
-
 BOOST_AUTO_TEST_CASE(a_barrage_of_hostile_clients_leaves_the_daemon_serving_and_its_memory_near_where_it_was) {
   test_daemon d(R"({"echo": {"driver": "test_echo"}})", R"("max_frame_bytes": 1048576, "handshake_timeout_s": 0.5)");
   auto well_behaved = d.connect();
   BOOST_TEST(well_behaved->call("echo", "add", {1, 1}).as_int() == 2);
-  const std::size_t before = resident_kib(d.process().pid());
+  const std::size_t before = testing::resident_kib(d.process().pid());
   for (int round = 0; round < 60; ++round) {  // bounded: 60 rounds of 5 hostile clients
     {
       raw_socket garbage(d.port());
@@ -280,7 +270,7 @@ BOOST_AUTO_TEST_CASE(a_barrage_of_hostile_clients_leaves_the_daemon_serving_and_
   // Every hostile connection is gone: its buffers were given back.
   for (int i = 0; i < 1000 && d.connect()->call("echo", "add", {0, 0}).as_int() != 0; ++i) {
   }
-  const std::size_t after = resident_kib(d.process().pid());
+  const std::size_t after = testing::resident_kib(d.process().pid());
   BOOST_TEST_MESSAGE("daemon resident memory: " << before << " KiB before, " << after << " KiB after 300 hostile clients");
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
   // The sanitizers keep freed blocks and shadow state (hundreds of MiB): resident memory says

@@ -10,6 +10,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <fstream>
 #include <stdexcept>
 
 namespace labhost::testing {
@@ -151,6 +152,14 @@ run_result run(const std::vector<std::string>& argv) {
   p.read_to_end(r.out, r.err);
   r.status = p.wait();
   return r;
+}
+
+std::size_t resident_kib(pid_t pid) {
+  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(status, line))
+    if (line.rfind("VmRSS:", 0) == 0) return std::stoul(line.substr(6));
+  return 0;
 }
 
 }  // namespace labhost::testing

@@ -53,6 +53,9 @@ struct run_result {
 /// Runs a program to completion and captures its output.
 run_result run(const std::vector<std::string>& argv);
 
+/// Resident memory of process `pid` (VmRSS), in KiB; 0 when it cannot be read.
+std::size_t resident_kib(pid_t pid);
+
 }  // namespace labhost::testing
 
 #endif  // LABHOST_TESTS_TEST_PROCESS_H
