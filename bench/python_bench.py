@@ -2,7 +2,7 @@
 """labhost-bench for the Python client: cases 1 and 3 of docs/performance.md.
 
     bench/python_bench.py [--quick] [--json] [--port PORT]
-                          [--labhost PATH] [--plugins DIR]
+                          [--labhost PATH] [--plugins DIR] [--busy-poll-us N]
 
 Like build/bin/labhost-bench it starts what it measures: a `labhost daemon` (sim_laser as
 "laser", sim_camera 2048 x 2048 as "camera", threaded, pool_size 4) on an ephemeral loopback
@@ -16,7 +16,8 @@ payload; the client reads into a buffer allocated once.
 Cases:
   1. laser.wavelength(), one client, sequential: median and p99 round trip (us);
   3. camera.grab(), an 8 MiB uint16 typed array: MB/s (10^6 bytes of reply frame per second).
-Ratios are labhost / floor, as in labhost-bench.
+Ratios are labhost / floor, as in labhost-bench. --busy-poll-us N sets the daemon's
+busy_poll_us and the client's (default 50, as in host.json; 0 never polls).
 """
 
 import argparse
@@ -205,11 +206,12 @@ class Child:
         self.proc.stdout.close()
 
 
-def start_daemon(labhost, plugins, folder):
+def start_daemon(labhost, plugins, folder, busy_poll_us):
     config = {
         "plugin_dir": os.path.abspath(plugins),
         "daemons": {"bench": {
             "address": "127.0.0.1:0", "server_type": "threaded", "pool_size": 4,
+            "busy_poll_us": busy_poll_us,
             "max_connections": 64, "lease_s": 3,
             "services": {
                 "laser": {"driver": "sim_laser"},
@@ -293,6 +295,8 @@ def main():
     parser.add_argument("--port", type=int, help="a running daemon with laser and camera")
     parser.add_argument("--labhost", default=os.path.join(REPO, "build", "bin", "labhost"))
     parser.add_argument("--plugins", default=os.path.join(REPO, "plugins"))
+    parser.add_argument("--busy-poll-us", type=int, default=50,
+                        help="the daemon's and the client's busy polling (0: never poll)")
     parser.add_argument("--floor-server", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.floor_server:
@@ -309,7 +313,7 @@ def main():
         if args.port:
             port = args.port
         else:
-            daemon = start_daemon(args.labhost, args.plugins, folder)
+            daemon = start_daemon(args.labhost, args.plugins, folder, args.busy_poll_us)
             port = daemon.port
         floor = Child([sys.executable, os.path.abspath(__file__), "--floor-server"],
                       os.path.join(folder, "floor.log"), "the Python floor server")
@@ -317,12 +321,12 @@ def main():
         results = {"py_call_frame_bytes": sizes["call"][0], "py_result_frame_bytes": sizes["call"][1],
                    "py_bulk_bytes": sizes["grab"][1]}
 
-        with labhost.connect("lab://127.0.0.1:%d/laser" % port) as laser:
+        with labhost.connect("lab://127.0.0.1:%d/laser" % port, busy_poll_us=args.busy_poll_us) as laser:
             small = FloorClient(floor.port, *sizes["call"])
             results.update(run_sequential(laser, small, calls, rounds))
             small.close()
 
-        with labhost.connect("lab://127.0.0.1:%d/camera" % port) as camera:
+        with labhost.connect("lab://127.0.0.1:%d/camera" % port, busy_poll_us=args.busy_poll_us) as camera:
             big = FloorClient(floor.port, *sizes["grab"])
             results.update(run_bulk(camera, big, grabs, rounds, sizes["grab"][1]))
             big.close()
@@ -336,8 +340,8 @@ def main():
     if args.json:
         print(json.dumps(results))
     else:
-        print("labhost Python client (%s run); floor: raw Python sockets, same sizes" %
-              ("quick" if args.quick else "full"))
+        print("labhost Python client (%s run, busy_poll_us %d); floor: raw Python sockets, same sizes" %
+              ("quick" if args.quick else "full", args.busy_poll_us))
         print("%-40s %8s %12s %12s" % ("case", "ratio", "labhost", "floor"))
         print("%-40s %8.2f %12.1f %12.1f" % ("1 small call, 1 client: median us", results["py_seq_rtt_ratio"],
                                              results["py_seq_rtt_us"], results["py_seq_rtt_floor_us"]))
