@@ -7,6 +7,7 @@
 #include <fstream>
 #include <map>
 #include <mutex>
+#include <new>
 
 #include "labhost/value_codec.h"
 
@@ -48,21 +49,30 @@ struct frame_output {
   std::size_t message_start;  // on failure the message is what was written from here on
   labhost_output sink{this, &write, &reserve};
 
-  static int write(void* context, const std::uint8_t* data, std::size_t size) {
+  // Called by the driver through the C ABI: nothing may be thrown back into it, so running
+  // out of memory is a refusal like going over the limit.
+  static int write(void* context, const std::uint8_t* data, std::size_t size) noexcept {
     auto* self = static_cast<frame_output*>(context);
     if (size > self->limit - std::min(self->limit, self->out->size())) return 1;
-    self->out->append(data, size);
+    try {
+      self->out->append(data, size);
+    } catch (const std::bad_alloc&) {
+      return 1;
+    }
     return 0;
   }
-  static std::uint8_t* reserve(void* context, std::size_t size) {
+  static std::uint8_t* reserve(void* context, std::size_t size) noexcept {
     auto* self = static_cast<frame_output*>(context);
     // A failure after a reserve has left the start of a result behind (an array's prefix,
     // the reserved bytes): the message is what comes after them (driver_abi.h).
-    if (size > self->limit - std::min(self->limit, self->out->size())) {
-      self->message_start = self->out->size();
-      return nullptr;
+    std::uint8_t* at = nullptr;
+    if (size <= self->limit - std::min(self->limit, self->out->size())) {
+      try {
+        at = self->out->append_uninitialized(size);
+      } catch (const std::bad_alloc&) {
+        at = nullptr;
+      }
     }
-    std::uint8_t* at = self->out->append_uninitialized(size);
     self->message_start = self->out->size();
     return at;
   }

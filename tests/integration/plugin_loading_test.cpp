@@ -1,7 +1,10 @@
 // Loading real plugin files: a good one, and each kind of refusal with its own reason.
 #define BOOST_TEST_MODULE plugin_loading
+#include <sys/resource.h>
+
 #include <boost/test/unit_test.hpp>
 #include <fstream>
+#include <limits>
 
 #include "labhost/value_codec.h"
 #include "plugin/plugin_library.h"
@@ -111,6 +114,31 @@ BOOST_AUTO_TEST_CASE(a_result_over_the_limit_is_refused) {
   auto failure = d->invoke(static_cast<std::uint32_t>(lib->method_index("ramp")), encode(list{100000}), out, 1000);
   BOOST_TEST_REQUIRE(failure.has_value());
   BOOST_TEST((failure->code == errc::driver_error));
+}
+
+BOOST_AUTO_TEST_CASE(a_result_the_host_has_no_memory_for_is_refused_not_thrown_into_the_driver) {
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  // The sanitizers reserve terabytes of address space for their shadow: no address-space limit.
+  BOOST_TEST_MESSAGE("not run under a sanitizer");
+#else
+  auto lib = load_ok(testing::test_plugin_dir() / "test_echo.so");
+  auto d = std::move(*lib->create(map{}));
+  // An address-space limit that a 3 GiB block cannot fit under: its allocation throws
+  // std::bad_alloc inside the host's reserve callback, with the driver's frames on the stack.
+  rlimit before{};
+  BOOST_TEST_REQUIRE(::getrlimit(RLIMIT_AS, &before) == 0);
+  rlimit limited = before;
+  limited.rlim_cur = std::size_t{2} << 30;
+  BOOST_TEST_REQUIRE(::setrlimit(RLIMIT_AS, &limited) == 0);
+  protocol::frame_buffer out;
+  auto failure = d->invoke(static_cast<std::uint32_t>(lib->method_index("ramp_in_place")),
+                           encode(list{std::int64_t{3} << 29}), out, std::numeric_limits<std::size_t>::max());
+  BOOST_TEST_REQUIRE(::setrlimit(RLIMIT_AS, &before) == 0);
+  BOOST_TEST_REQUIRE(failure.has_value());
+  BOOST_TEST((failure->code == errc::driver_error));
+  BOOST_TEST(failure->message == "result refused by the host (too large?)");
+  BOOST_TEST(invoke(*d, *lib, "add", {2, 2}).as_int() == 4);  // the instance goes on
+#endif
 }
 
 BOOST_AUTO_TEST_CASE(an_array_result_is_written_in_place_or_refused_over_the_limit) {
