@@ -58,7 +58,7 @@ enum {
  * Since ABI 1.1: reserve() appends `size` bytes that the driver writes itself, at the address
  * it returns (16-byte aligned, owned by the host, valid until the next write or reserve on
  * this output or until the driver's function returns),
- * and NULL when the host refuses; a large result (a camera frame) is then written once, in
+ * and NULL when the host refuses (out of memory, over its limit); a large result (a camera frame) is then written once, in
  * place, without a copy. reserve may be NULL: the host does not offer it there (it offers it
  * to invoke). When the function then fails, its message is what it wrote after its last
  * reserve call (granted or refused). A driver built for ABI 1.0 never reads this field. */
