@@ -24,6 +24,7 @@
 
 #include "bench_cases.h"
 #include "bench_daemon.h"
+#include "protocol/busy_poll.h"
 #include "raw_socket.h"
 
 namespace {
@@ -51,7 +52,6 @@ constexpr int idle_threads_margin = 4;     // "the configured pool plus a few"
 constexpr double idle_rss_target = 50;     // MiB, under
 constexpr double startup_target = 1000;    // ms, under ("well under a second")
 constexpr unsigned default_pool_size = 4;  // the bench daemon's, as the repository's main daemon
-constexpr unsigned default_busy_poll_us = 50;  // the default of host.json and client_options
 constexpr double lease_s = 3;              // heartbeats every second, so case 5 sees them
 
 /// A bad command line: reported with the usage text, exit status 2.
@@ -68,7 +68,7 @@ struct options {
   fs::path plugins;
   fs::path host_json;
   unsigned pool_size = default_pool_size;
-  unsigned busy_poll_us = default_busy_poll_us;
+  unsigned busy_poll_us = static_cast<unsigned>(labhost::protocol::default_busy_poll.count());
 };
 
 struct machine_info {
@@ -369,12 +369,12 @@ int run(int argc, char** argv) {
     bench_daemon daemon(settings, folder.path());
     floor_process threaded_floor(self, true, folder.path());
     floor_process iterative_floor(self, false, folder.path());
-    const int one_cpu = first_usable_cpu();
-    floor_process one_cpu_floor(self, true, folder.path(), one_cpu);
     progress("daemon pid " + std::to_string(daemon.pid()) + " on port " + std::to_string(daemon.port()));
     r.sizes = probe_frame_sizes(daemon.port());
     if (opts.cases.count(1)) {
       progress("case 1: one client, sequential small calls");
+      const int one_cpu = first_usable_cpu();
+      floor_process one_cpu_floor(self, true, folder.path(), one_cpu);
       run_sequential(daemon.port(), threaded_floor.port(), one_cpu_floor.port(), one_cpu, plan, r);
     }
     if (opts.cases.count(2)) {

@@ -70,7 +70,7 @@ struct frame_output {
       try {
         at = self->out->append_uninitialized(size);
       } catch (const std::bad_alloc&) {
-        at = nullptr;
+        // refused: at stays null
       }
     }
     self->message_start = self->out->size();

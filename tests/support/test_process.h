@@ -56,6 +56,15 @@ run_result run(const std::vector<std::string>& argv);
 /// Resident memory of process `pid` (VmRSS), in KiB; 0 when it cannot be read.
 std::size_t resident_kib(pid_t pid);
 
+/// Built with AddressSanitizer or ThreadSanitizer. They keep freed blocks and shadow state
+/// (resident memory says nothing there) and reserve terabytes of address space (no
+/// address-space limit can be set).
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+inline constexpr bool sanitizer_build = true;
+#else
+inline constexpr bool sanitizer_build = false;
+#endif
+
 }  // namespace labhost::testing
 
 #endif  // LABHOST_TESTS_TEST_PROCESS_H
