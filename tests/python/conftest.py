@@ -18,6 +18,7 @@ if daemon_process.CLIENT_DIR not in sys.path:
     sys.path.insert(0, daemon_process.CLIENT_DIR)
 
 import labhost  # noqa: E402
+from frames import FakeDaemon  # noqa: E402
 
 # One daemon with every simulated instrument and two test_echo services (gates are
 # process-wide, so a call blocked in one service is opened through the other).
@@ -101,3 +102,19 @@ def daemons():
     yield _start
     for d in started:
         d.kill()
+
+
+@pytest.fixture
+def fake():
+    """fake(script, answer_hello=None, lease_ms=0): a FakeDaemon (frames.py) for one test,
+    closed after it."""
+    started = []
+
+    def _start(script, answer_hello=None, lease_ms=0):
+        d = FakeDaemon(script, answer_hello, lease_ms)
+        started.append(d)
+        return d
+
+    yield _start
+    for d in started:
+        d.close()

@@ -1,7 +1,6 @@
 """The client against a scripted fake daemon that answers with malformed frames: every
 problem is a typed error, nothing is allocated from an untrusted length, nothing hangs."""
 
-import struct
 import threading
 import time
 
@@ -10,74 +9,7 @@ import pytest
 import labhost
 from labhost import codec, protocol
 
-from frames import FakeServer, read_frame
-
-
-def frame(message_type, request_id, payload_bytes, magic=b"LHST", version=1, size=None):
-    size = len(payload_bytes) if size is None else size
-    return struct.pack("<4sBBHII", magic, version, message_type, 0, request_id, size) + payload_bytes
-
-
-class CloseAfter(bytes):
-    """A reply after which the fake daemon closes the connection."""
-
-
-def result(request_id, value):
-    return frame(protocol.RESULT, request_id, codec.encode(value))
-
-
-class FakeDaemon(FakeServer):
-    """Accepts connections; answers hello with a welcome (no lease: no heartbeats), then
-    answers each later request with script(request_id, request) -> bytes (or None: close)."""
-
-    def __init__(self, script, answer_hello=None):
-        self.script = script
-        self.answer_hello = answer_hello  # hello's request id -> bytes, instead of a welcome
-        super().__init__()
-
-    def _serve(self, conn):
-        try:
-            hello = read_frame(conn)
-            if self.answer_hello is not None:
-                conn.sendall(self.answer_hello(hello[1]))
-                return
-            welcome = {"version": 1, "session_token": "f" * 32, "daemon": "fake",
-                       "server_version": "0", "lease_ms": 0, "resumed": False}
-            conn.sendall(frame(protocol.WELCOME, hello[1], codec.encode(welcome)))
-            while True:
-                request = read_frame(conn)
-                if request is None or request[0] == protocol.GOODBYE:
-                    break
-                reply = self.script(request[1], request[2])
-                if reply is None:
-                    break
-                conn.sendall(reply)
-                if isinstance(reply, CloseAfter):
-                    break
-        except OSError:
-            pass
-        finally:
-            conn.close()
-
-
-
-@pytest.fixture
-def fake():
-    daemons = []
-
-    def start(script, answer_hello=None):
-        d = FakeDaemon(script, answer_hello)
-        daemons.append(d)
-        return d
-
-    yield start
-    for d in daemons:
-        d.close()
-
-
-def connection_to(d, **options):
-    options.setdefault("timeout", 30)
-    return labhost.Connection("127.0.0.1", d.port, client_name="hostile@test", **options)
+from frames import CloseAfter, connection_to, frame, result
 
 
 def test_a_reply_with_bad_magic_breaks_the_connection(fake):

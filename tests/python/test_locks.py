@@ -110,7 +110,7 @@ def test_a_proxy_nobody_references_closes_and_releases_its_locks(lock_daemon, co
     holder = labhost.connect(lock_daemon.address("laser"), timeout=30, client_name="collected@test")
     holder.lock()
     conn = holder.connection
-    heartbeat = conn._heartbeat_thread
+    heartbeat = conn._session.heartbeat_thread
     assert heartbeat.is_alive()
     collected = threading.Event()
     weakref.finalize(conn, collected.set)

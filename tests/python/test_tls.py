@@ -19,7 +19,7 @@ import labhost
 from conftest import LEASE_S
 from daemon_process import SOURCE_DIR, DaemonProcess, NameserverProcess
 from frames import read_frame
-from labhost import protocol
+from labhost import protocol, session
 from relay import Relay, lock_cut_and_resume
 from test_locks import goodbye_logged
 from test_names import wait_for_names
@@ -93,15 +93,15 @@ def wrong_host_daemon(pki):
 
 
 def count_opens(monkeypatch):
-    """Counts the connections the client opens (every handshake goes through _open)."""
+    """Counts the connections the client opens (every handshake goes through Session.open)."""
     opened = []
-    real_open = labhost.Connection._open
+    real_open = session.Session.open
 
     def counting_open(self, token):
         opened.append(token)
         return real_open(self, token)
 
-    monkeypatch.setattr(labhost.Connection, "_open", counting_open)
+    monkeypatch.setattr(session.Session, "open", counting_open)
     return opened
 
 
@@ -442,7 +442,7 @@ def test_a_refused_reconnection_stops_the_automatic_reconnects(tls_daemon, wrong
         assert len(opened) == 1
         with pytest.raises(labhost.AuthFailedError, match="TLS certificate was refused"):
             echo.add(1, 2)  # no second try on its own
-        echo.connection._beat()  # nor from the heartbeat
+        echo.connection._session.beat()  # nor from the heartbeat
         assert len(opened) == 1
         relay.target = ("127.0.0.1", tls_daemon.port)
         echo.connection.resume()  # asked for: tried again

@@ -53,6 +53,11 @@ def parse_address(text):
             raise BadAddressError('"%s": expected lab://HOST:PORT/SERVICE' % text)
         host = hostport[:colon]
         port = hostport[colon + 1:]
+        # "::1:7701" could end its address anywhere: IPv6 hosts go in brackets.
+        if ":" in host:
+            raise BadAddressError('"%s": write an IPv6 host in brackets, [ADDRESS]:PORT' % text)
+    if not host:
+        raise BadAddressError('"%s": no host' % text)
     if not port or len(port) > 5 or not port.isdigit() or not port.isascii() or not 0 < int(port) <= 65535:
         raise BadAddressError('"%s": port must be 1 to 65535' % text)
     return Address(host, int(port), service)
