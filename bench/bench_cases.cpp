@@ -68,7 +68,7 @@ std::size_t exchange(int fd, const std::vector<std::uint8_t>& frame, message_typ
   std::array<std::uint8_t, protocol::header_size> header_bytes;
   if (!recv_all(fd, header_bytes.data(), header_bytes.size()))
     throw std::runtime_error("the daemon closed the connection");
-  auto header = protocol::parse_header(header_bytes, protocol::default_max_payload);
+  auto header = protocol::parse_header(header_bytes, limits::default_max_frame_bytes);
   if (!header) throw std::runtime_error("bad reply header: " + header.err().to_string());
   std::vector<std::uint8_t> payload(header->payload_size);
   if (!recv_all(fd, payload.data(), payload.size()))
@@ -260,9 +260,8 @@ void run_bulk(std::uint16_t daemon_port, std::uint16_t floor_port, const std::fi
   // The simulated camera's own work per grab (filling 8 MiB of pixels), measured on the
   // driver loaded in this process the way the daemon calls it: into a fresh frame buffer.
   auto loaded = plugin::plugin_library::load(host::plugin_file(plugins, "sim_camera"));
-  if (auto* refused = std::get_if<plugin::load_error>(&loaded))
-    throw std::runtime_error("sim_camera: " + refused->message);
-  auto library = std::get<0>(std::move(loaded));
+  if (!loaded) throw std::runtime_error("sim_camera: " + loaded.err().message);
+  auto library = std::move(*loaded);
   auto instance = library->create(value(map{{"width", value(2048)}, {"height", value(2048)}}));
   if (!instance) throw std::runtime_error("sim_camera: " + instance.err().to_string());
   const int grab = library->method_index("grab");
@@ -273,7 +272,7 @@ void run_bulk(std::uint16_t daemon_port, std::uint16_t floor_port, const std::fi
     auto start = clock_type::now();
     protocol::frame_buffer out(std::vector<std::uint8_t>(protocol::header_size));
     auto failure =
-        (*instance)->invoke(static_cast<std::uint32_t>(grab), no_args, out, protocol::default_max_payload);
+        (*instance)->invoke(static_cast<std::uint32_t>(grab), no_args, out, limits::default_max_frame_bytes);
     driver_ms.push_back(microseconds(clock_type::now() - start) / 1000.0);
     if (failure) throw std::runtime_error("sim_camera.grab(): " + failure->to_string());
   }

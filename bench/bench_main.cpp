@@ -24,7 +24,7 @@
 
 #include "bench_cases.h"
 #include "bench_daemon.h"
-#include "protocol/busy_poll.h"
+#include "labhost/limits.h"
 #include "raw_socket.h"
 
 namespace {
@@ -68,7 +68,7 @@ struct options {
   fs::path plugins;
   fs::path host_json;
   unsigned pool_size = default_pool_size;
-  unsigned busy_poll_us = static_cast<unsigned>(labhost::protocol::default_busy_poll.count());
+  unsigned busy_poll_us = static_cast<unsigned>(labhost::limits::default_busy_poll.count());
 };
 
 struct machine_info {

@@ -170,8 +170,8 @@ bool tls_link::wait_for_socket(int ssl_error, std::optional<time_point> deadline
   }
 }
 
-void tls_link::write_all(const std::uint8_t* data, std::size_t size) {
-  std::size_t sent = 0;
+std::optional<error> tls_link::write_all(const std::uint8_t* data, std::size_t size, std::size_t& sent) {
+  sent = 0;
   while (sent < size) {
     int ssl_error;
     std::string reason;
@@ -187,8 +187,21 @@ void tls_link::write_all(const std::uint8_t* data, std::size_t size) {
       if (ssl_error != SSL_ERROR_WANT_READ && ssl_error != SSL_ERROR_WANT_WRITE) reason = openssl_reason().first;
     }
     if (!reason.empty() || !wait_for_socket(ssl_error, std::nullopt))
-      fail(errc::connection_lost, "TLS send failed: " + (reason.empty() ? std::string(std::strerror(errno)) : reason));
+      return error{errc::connection_lost,
+                   "TLS send failed: " + (reason.empty() ? std::string(std::strerror(errno)) : reason)};
   }
+  return std::nullopt;
+}
+
+bool tls_link::peer_closed() {
+  std::lock_guard lock(mutex_);
+  ERR_clear_error();
+  char byte;
+  std::size_t n = 0;
+  if (SSL_peek_ex(ssl_, &byte, 1, &n) == 1) return false;  // data waits: open
+  const int ssl_error = SSL_get_error(ssl_, 0);
+  ERR_clear_error();
+  return ssl_error != SSL_ERROR_WANT_READ && ssl_error != SSL_ERROR_WANT_WRITE;
 }
 
 std::optional<error> tls_link::read_exact(std::uint8_t* data, std::size_t size, std::optional<time_point> deadline,

@@ -38,14 +38,20 @@ class tls_link {
   tls_link(const tls_link&) = delete;
   tls_link& operator=(const tls_link&) = delete;
 
-  /// Writes all of [data, data + size). Throws remote_error(connection_lost).
-  void write_all(const std::uint8_t* data, std::size_t size);
+  /// Writes all of [data, data + size); `sent` counts the bytes written so far (also on
+  /// failure). Errors: connection_lost.
+  std::optional<error> write_all(const std::uint8_t* data, std::size_t size, std::size_t& sent);
 
   /// Reads exactly `size` bytes, waiting at most until `deadline` when set; `got` counts the
   /// bytes read so far (also on failure). A daemon that refuses this client's certificate gives
   /// auth_failed; a broken link connection_lost.
   std::optional<error> read_exact(std::uint8_t* data, std::size_t size, std::optional<time_point> deadline,
                                   std::size_t& got);
+
+  /// True when the daemon has closed the connection (its close_notify, EOF or a failure is
+  /// waiting); never waits. Bytes waiting stay for read_exact. From the reader's thread only,
+  /// or when nobody reads.
+  bool peer_closed();
 
   /// Tells the daemon this side is done (TLS close_notify), best effort, without waiting.
   void close_notify();

@@ -14,11 +14,19 @@
 #include <sstream>
 
 #include "../protocol/json_value.h"
+#include "../protocol/secret_file.h"
 
 namespace labhost::host {
 namespace json = boost::json;
 
 namespace {
+
+/// The address at `path` of host.json; a config_error saying why it is not one.
+endpoint_address endpoint_at(const std::string& path, std::string_view text, protocol::port_zero zero) {
+  auto parsed = protocol::parse_endpoint(text, zero);
+  if (!parsed) throw config_error(path + ": " + parsed.err().message);
+  return std::move(*parsed);
+}
 
 /// Walks a JSON object, checking types and refusing keys it was not asked about.
 class object_reader {
@@ -191,29 +199,25 @@ daemon_config parse_daemon(const std::string& path, const std::string& name, con
   d.name = name;
   const json::value& address = r.required("address", "\"HOST:PORT\"");
   if (!address.is_string()) throw config_error(r.child("address") + ": expected \"HOST:PORT\"");
-  try {
-    d.address = parse_endpoint(address.get_string());
-  } catch (const std::invalid_argument& e) {
-    throw config_error(r.child("address") + ": " + e.what());
-  }
+  d.address = endpoint_at(r.child("address"), address.get_string(), protocol::port_zero::allowed);
   std::string type = r.text("server_type", "threaded");
   if (type == "threaded") d.type = server_type::threaded;
   else if (type == "multiplexed") d.type = server_type::multiplexed;
   else throw config_error(r.child("server_type") + ": \"" + type + "\" (expected threaded or multiplexed)");
   d.pool_size = static_cast<unsigned>(r.integer("pool_size", 4, 1, 256));
   if (d.type == server_type::multiplexed) d.pool_size = 1;
-  d.busy_poll = std::chrono::microseconds(r.integer("busy_poll_us", protocol::default_busy_poll.count(), 0, 1'000'000));
+  d.busy_poll = std::chrono::microseconds(r.integer("busy_poll_us", limits::default_busy_poll.count(), 0, 1'000'000));
   d.max_connections = static_cast<unsigned>(r.integer("max_connections", 1024, 1, 100000));
   d.lockable = r.boolean("lockable", false);
   d.lease = std::chrono::milliseconds(
       static_cast<std::int64_t>(r.number("lease_s", 10.0, 0.1, 86400.0) * 1000.0));
   d.max_frame_bytes = static_cast<std::uint32_t>(
-      r.integer("max_frame_bytes", 64 << 20, 4096, std::int64_t{1} << 31));
+      r.integer("max_frame_bytes", limits::default_max_frame_bytes, 4096, std::int64_t{1} << 31));
   d.handshake_timeout = std::chrono::milliseconds(
       static_cast<std::int64_t>(r.number("handshake_timeout_s", 10.0, 0.1, 3600.0) * 1000.0));
   d.max_requests_in_flight = static_cast<unsigned>(r.integer("max_requests_in_flight", 64, 1, 100000));
-  d.max_value_depth = static_cast<unsigned>(r.integer("max_value_depth", 64, 2, 10000));
-  d.max_value_items = static_cast<unsigned>(r.integer("max_value_items", 1 << 22, 16, 1 << 30));
+  d.max_value_depth = static_cast<unsigned>(r.integer("max_value_depth", limits::default_max_value_depth, 2, 10000));
+  d.max_value_items = static_cast<unsigned>(r.integer("max_value_items", limits::default_max_value_items, 16, 1 << 30));
   if (const json::value* secret = r.optional("admin_secret_file")) {
     if (!secret->is_string()) throw config_error(r.child("admin_secret_file") + ": expected a file path");
     std::filesystem::path file = std::string(secret->get_string());
@@ -233,38 +237,6 @@ daemon_config parse_daemon(const std::string& path, const std::string& name, con
 }
 
 }  // namespace
-
-std::string endpoint_address::to_string() const {
-  bool v6 = host.find(':') != std::string::npos;
-  return (v6 ? "[" + host + "]" : host) + ":" + std::to_string(port);
-}
-
-endpoint_address parse_endpoint(std::string_view text) {
-  endpoint_address a;
-  std::string_view port;
-  if (!text.empty() && text.front() == '[') {
-    auto close = text.find(']');
-    if (close == std::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':')
-      throw std::invalid_argument("\"" + std::string(text) + "\" is not [IPV6]:PORT");
-    a.host = std::string(text.substr(1, close - 1));
-    port = text.substr(close + 2);
-  } else {
-    auto colon = text.rfind(':');
-    if (colon == std::string_view::npos || colon == 0)
-      throw std::invalid_argument("\"" + std::string(text) + "\" is not HOST:PORT");
-    a.host = std::string(text.substr(0, colon));
-    port = text.substr(colon + 1);
-    if (a.host.find(':') != std::string::npos)
-      throw std::invalid_argument("\"" + std::string(text) + "\": write IPv6 hosts as [ADDR]:PORT");
-  }
-  if (port.empty() || port.size() > 5 ||
-      !std::all_of(port.begin(), port.end(), [](char c) { return c >= '0' && c <= '9'; }))
-    throw std::invalid_argument("\"" + std::string(text) + "\": port is not a number");
-  unsigned long p = std::stoul(std::string(port));
-  if (p > 65535) throw std::invalid_argument("\"" + std::string(text) + "\": port above 65535");
-  a.port = static_cast<std::uint16_t>(p);
-  return a;
-}
 
 bool is_loopback(const endpoint_address& address) {
   if (address.host == "localhost" || address.host == "::1") return true;
@@ -340,11 +312,7 @@ host_config parse_host_config(std::string_view text, const std::filesystem::path
     nameserver_config n;
     const json::value& listen = nr.required("listen", "\"HOST:PORT\"");
     if (!listen.is_string()) throw config_error(nr.child("listen") + ": expected \"HOST:PORT\"");
-    try {
-      n.listen = parse_endpoint(listen.get_string());
-    } catch (const std::invalid_argument& e) {
-      throw config_error(nr.child("listen") + ": " + e.what());
-    }
+    n.listen = endpoint_at(nr.child("listen"), listen.get_string(), protocol::port_zero::allowed);
     n.lease = std::chrono::milliseconds(
         static_cast<std::int64_t>(nr.number("lease_s", 10.0, 0.1, 86400.0) * 1000.0));
     nr.refuse_unknown_keys({"listen", "lease_s"});
@@ -356,11 +324,8 @@ host_config parse_host_config(std::string_view text, const std::filesystem::path
       const auto& entry = list->get_array()[i];
       std::string path = "register_with[" + std::to_string(i) + "]";
       if (!entry.is_string()) throw config_error(path + ": expected \"HOST:PORT\"");
-      try {
-        config.register_with.push_back(parse_endpoint(entry.get_string()));
-      } catch (const std::invalid_argument& e) {
-        throw config_error(path + ": " + e.what());
-      }
+      // A nameserver to register with has a port of its own: 0 names no server.
+      config.register_with.push_back(endpoint_at(path, entry.get_string(), protocol::port_zero::refused));
     }
   } else if (config.nameserver) {
     // By default the daemons register with the nameserver of their own host.
@@ -461,14 +426,9 @@ std::string read_secret_file(const std::filesystem::path& file, const std::strin
   if ((status.permissions() & (perms::group_all | perms::others_all)) != perms::none)
     throw config_error(path_for_errors + ": " + file.string() +
                        " may be read by others; restrict it to its owner (chmod 600)");
-  std::ifstream in(file);
-  std::string secret;
-  std::getline(in, secret);
-  auto first = secret.find_first_not_of(" \t\r");
-  auto last = secret.find_last_not_of(" \t\r");
-  secret = first == std::string::npos ? "" : secret.substr(first, last - first + 1);
-  if (secret.empty()) throw config_error(path_for_errors + ": " + file.string() + " holds no secret");
-  return secret;
+  auto secret = protocol::read_secret_file(file);
+  if (!secret) throw config_error(path_for_errors + ": " + secret.err().message);
+  return std::move(*secret);
 }
 
 namespace {

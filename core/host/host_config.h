@@ -14,20 +14,15 @@
 #include <string>
 #include <vector>
 
-#include "../protocol/busy_poll.h"
+#include "../protocol/address.h"
+#include "labhost/limits.h"
 #include "labhost/value.h"
 
 namespace labhost::host {
 
-/// A listen or connect address: IPv4 "127.0.0.1:7701", IPv6 "[::1]:7701", or "localhost:7701".
-struct endpoint_address {
-  std::string host;
-  std::uint16_t port = 0;
-  std::string to_string() const;
-};
-
-/// Parses "HOST:PORT"; throws config_error-free std::invalid_argument with a reason.
-endpoint_address parse_endpoint(std::string_view text);
+/// A listen or connect address: IPv4 "127.0.0.1:7701", IPv6 "[::1]:7701", or "localhost:7701",
+/// parsed by protocol::parse_endpoint (port 0, "a free port", only where a server listens).
+using endpoint_address = protocol::endpoint;
 
 enum class server_type { threaded, multiplexed };
 enum class instance_mode { single, session, percall };
@@ -58,19 +53,19 @@ struct daemon_config {
   endpoint_address address;
   server_type type = server_type::threaded;
   unsigned pool_size = 4;            // threaded: worker threads; multiplexed: always 1
-  std::chrono::microseconds busy_poll = protocol::default_busy_poll;  // poll before sleeping (0: never)
+  std::chrono::microseconds busy_poll = limits::default_busy_poll;  // poll before sleeping (0: never)
   unsigned max_connections = 1024;
   bool lockable = false;
   std::chrono::milliseconds lease{10'000};
-  std::uint32_t max_frame_bytes = 64u << 20;
+  std::uint32_t max_frame_bytes = limits::default_max_frame_bytes;
   std::filesystem::path admin_secret_file;  // empty: force unlock disabled
   std::filesystem::path auth_secret_file;   // host-wide auth.secret_file; empty: no secret
   bool insecure = false;                    // listening beyond loopback without a secret allowed
   tls_config tls;                           // host-wide "tls"; disabled: plain TCP
   std::chrono::milliseconds handshake_timeout{10'000};  // a connection silent this long is dropped
   unsigned max_requests_in_flight = 64;     // per session; beyond, requests get busy
-  unsigned max_value_depth = 64;            // nesting of lists and maps in one value
-  unsigned max_value_items = 1u << 22;      // list and map entries in one value
+  unsigned max_value_depth = limits::default_max_value_depth;       // nesting of lists and maps in one value
+  unsigned max_value_items = limits::default_max_value_items;    // list and map entries in one value
   std::vector<endpoint_address> register_with;  // nameservers this daemon registers with
   std::vector<service_config> services;
 };

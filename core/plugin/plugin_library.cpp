@@ -129,8 +129,7 @@ plugin_library::plugin_library(std::shared_ptr<opened> library,
                 offsetof(labhost_driver_descriptor, health) + sizeof(descriptor_->health);
 }
 
-std::variant<std::shared_ptr<const plugin_library>, load_error> plugin_library::load(
-    const std::filesystem::path& file) {
+result<std::shared_ptr<const plugin_library>, load_error> plugin_library::load(const std::filesystem::path& file) {
   // Plugins are never unloaded, so one registry for the whole process keeps them all; it is
   // leaked on purpose so no destructor unloads a library at exit while a driver still runs.
   static auto* registry = new std::map<std::filesystem::path, std::shared_ptr<const plugin_library>>;

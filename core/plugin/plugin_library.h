@@ -14,7 +14,6 @@
 #include <span>
 #include <string>
 #include <string_view>
-#include <variant>
 #include <vector>
 
 #include "../protocol/frame_buffer.h"
@@ -58,8 +57,7 @@ class plugin_library : public std::enable_shared_from_this<plugin_library> {
  public:
   /// Opens `file` (or returns the already-open library for it) and checks its descriptor.
   /// Does not run driver code beyond the entry function.
-  static std::variant<std::shared_ptr<const plugin_library>, load_error> load(
-      const std::filesystem::path& file);
+  static result<std::shared_ptr<const plugin_library>, load_error> load(const std::filesystem::path& file);
 
   const plugin_info& info() const noexcept { return info_; }
   const labhost_driver_descriptor& descriptor() const noexcept { return *descriptor_; }

@@ -20,11 +20,6 @@
 
 namespace labhost::protocol {
 
-/// The busy-poll window both ends use unless told otherwise (host.json busy_poll_us,
-/// client_options::busy_poll): longer than a small call takes end to end, far shorter than
-/// what a sleeping reader would save a CPU for.
-inline constexpr std::chrono::microseconds default_busy_poll{50};
-
 class busy_poll_policy {
  public:
   /// `window` zero, or a process that may run on one CPU only, never polls: there, polling

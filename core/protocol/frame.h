@@ -19,8 +19,6 @@ namespace labhost::protocol {
 constexpr std::array<std::uint8_t, 4> frame_magic = {'L', 'H', 'S', 'T'};
 constexpr std::uint8_t protocol_version = 1;
 constexpr std::size_t header_size = 16;
-/// Default maximum payload a peer accepts (64 MiB: a few camera frames).
-constexpr std::uint32_t default_max_payload = 64u << 20;
 
 /// Message types; the numbers are the wire byte at offset 5.
 enum class message_type : std::uint8_t {

@@ -140,6 +140,7 @@ value to_value(const service_description& s) {
              {"description", s.description},
              {"state", s.state},
              {"reason", s.reason},
+             {"calls_pending", s.calls_pending},
              {"methods", std::move(methods)}};
 }
 
@@ -286,6 +287,7 @@ result<service_description> parse_service_description(const value& v) {
   s.description = r.text("description", false);
   s.state = r.text("state", false);
   s.reason = r.text("reason", false);
+  s.calls_pending = r.integer("calls_pending", false);
   if (const value* methods = r.get("methods", false); methods && methods->is_list()) {
     for (const auto& mv : methods->as_list()) {
       field_reader mr(mv, "method");

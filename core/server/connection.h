@@ -1,36 +1,41 @@
-// connection.h: one client connection to a daemon and the session it opened with hello.
+// connection.h: one client connection to a daemon: the transport of the server side.
 //
-// Reads frames one after another; a call is handed to its service's strand after the next
-// read has been started, so a slow call never stops this connection from reading (several
-// requests in flight, matched by request id). Replies may come from any pool thread: the
-// write queue and every operation on the socket are guarded by mutex_.
+// Reads frames one after another and hands each on: ping and goodbye it answers itself,
+// hello and authenticate go to its handshake (handshake.h), everything else, once a session
+// is open, to its dispatcher (dispatch.h). A call is handed to its service's strand after the
+// next read has been started, so a slow call never stops this connection from reading
+// (several requests in flight, matched by request id). Replies may come from any pool thread:
+// the write queue and every operation on the socket are guarded by mutex_.
 // On a TLS daemon, OpenSSL's state of a connection may be touched by one thread at a time:
 // every read, write and close of tls_ then runs on the connection's strand_ as well, and
 // replies are handed to it instead of being written on the thread that made them.
+// Nothing escapes a connection: an exception while handling its bytes (no memory for a
+// payload, no random bytes for a nonce) gets internal_error and closes this connection only;
+// its session stays, to be resumed (guarded()).
 // Lifetime: owned by shared_ptrs held in pending handlers; the daemon keeps a weak_ptr.
 #ifndef LABHOST_SERVER_CONNECTION_H
 #define LABHOST_SERVER_CONNECTION_H
 
-#include <array>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
-#include <optional>
 #include <cstdint>
 #include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "../protocol/frame.h"
 #include "../protocol/frame_buffer.h"
-#include "../protocol/messages.h"
 #include "daemon_state.h"
-#include "session.h"
+#include "dispatch.h"
+#include "handshake.h"
 #include "labhost/errors.h"
+#include "session.h"
 
 namespace labhost::server {
 
@@ -46,8 +51,36 @@ class connection : public std::enable_shared_from_this<connection> {
   void refuse(const error& e);
   /// Closes the socket now; pending replies are dropped.
   void stop();
+
   /// Sends one message with an encoded value payload. Thread-safe.
   void send_value(protocol::message_type type, std::uint32_t request_id, const value& payload);
+  void send_error(std::uint32_t request_id, const error& e);
+  /// Sends a frame made elsewhere (a call's result written in place). Thread-safe.
+  void send(protocol::frame_buffer frame);
+  /// Closes once the replies queued so far have gone out. Thread-safe.
+  void close_after_flush();
+
+  /// The handshake opened (or resumed) `s` on this connection (read chain only).
+  void session_opened(std::shared_ptr<session> s);
+  /// The session of this connection, null before hello. Set once, on the read chain.
+  const std::shared_ptr<session>& current_session() const noexcept { return session_; }
+  const std::string& peer() const noexcept { return peer_; }
+  /// True on a TLS daemon: replies then go through the connection's strand.
+  bool uses_tls() const noexcept { return tls_ != nullptr; }
+
+  /// Runs `body`; an exception from it gets `request_id` an internal_error and closes this
+  /// connection (its session is kept for a resume). Every handler of the connection's own
+  /// runs through here.
+  template <typename Body>
+  void guarded(std::uint32_t request_id, Body&& body) noexcept {
+    try {
+      body();
+    } catch (const std::exception& e) {
+      fault(request_id, e.what());
+    } catch (...) {
+      fault(request_id, "an exception of unknown type");
+    }
+  }
 
  private:
   /// Arms the timer that drops a connection which opens no session in time.
@@ -65,29 +98,11 @@ class connection : public std::enable_shared_from_this<connection> {
   /// A whole header is buffered: checks it, then gets the payload.
   void on_buffered_header();
   void on_frame(const protocol::frame_header& header);
-  void handle_hello(std::uint32_t request_id, const value& payload);
-  void handle_authenticate(std::uint32_t request_id, const value& payload);
-  /// Opens or resumes the session of a hello that passed authentication; sends welcome.
-  void open_session(std::uint32_t request_id, const protocol::hello_message& hello);
-  void handle_describe(std::uint32_t request_id, const value& payload);
-  void handle_call(std::uint32_t request_id, value payload, std::shared_ptr<session> caller);
-  /// Runs a call on its service (REQUIRES: on the service's strand); the reply frame.
-  protocol::frame_buffer run_call(std::uint32_t request_id, service_slot& slot, const session& caller,
-                                     const protocol::call_message& call);
-  void handle_lock(std::uint32_t request_id, const value& payload);
-  void handle_unlock(std::uint32_t request_id, const value& payload);
-  void handle_lock_status(std::uint32_t request_id, const value& payload);
-  /// The service a request names, or null after replying no_such_service.
-  service_slot* service_or_reply(std::uint32_t request_id, const std::string& name);
-  /// The same, also replying not_lockable (and returning null) on a shared daemon.
-  service_slot* lockable_service_or_reply(std::uint32_t request_id, const std::string& name);
   /// The connection ended: an orderly close ends the session, a broken one only detaches it.
   void on_disconnect(bool orderly);
+  /// What guarded() does with an exception: logs it, replies internal_error, closes.
+  void fault(std::uint32_t request_id, std::string_view what) noexcept;
 
-  void send(std::vector<std::uint8_t> frame);
-  void send(protocol::frame_buffer frame);
-  void send_error(std::uint32_t request_id, const error& e);
-  void close_after_flush();
   void do_write();      // REQUIRES: mutex_ held
   void close_locked();  // REQUIRES: mutex_ held
   void close_socket();
@@ -111,12 +126,11 @@ class connection : public std::enable_shared_from_this<connection> {
   std::size_t buffered_end_ = 0;
   protocol::frame_header header_;
   std::vector<std::uint8_t> payload_;
+  handshake handshake_;    // hello and authenticate (read chain only)
+  dispatcher dispatcher_;  // requests of the open session
 
-  // Set by hello on the read chain before any later frame is read; read-only afterwards.
+  // Set by the handshake on the read chain before any later frame is read; read-only afterwards.
   std::shared_ptr<session> session_;
-  // Between hello and authenticate, on a daemon that requires a secret (read chain only).
-  std::optional<protocol::hello_message> pending_hello_;
-  std::vector<std::uint8_t> server_nonce_;
   // Drops a connection that has not opened a session in time (a client that says nothing).
   boost::asio::steady_timer handshake_timer_;
 

@@ -48,14 +48,22 @@ void accept_next(const std::shared_ptr<daemon_state>& state) {
       if (ec == asio::error::operation_aborted || !state->acceptor.is_open()) return;
       LABHOST_LOG(warning) << "accept failed: " << ec.message();
     } else {
-      auto c = std::make_shared<connection>(std::move(socket), state);
-      if (state->connection_count() >= state->config.max_connections) {
-        // Refused with a typed reply rather than left hanging in the backlog.
-        c->refuse({errc::busy, "daemon " + state->config.name + " already serves " +
-                                   std::to_string(state->config.max_connections) +
-                                   " connections (max_connections)"});
-      } else {
-        c->start();
+      try {
+        auto c = std::make_shared<connection>(std::move(socket), state);
+        if (state->connections.size() >= state->config.max_connections) {
+          // Refused with a typed reply rather than left hanging in the backlog.
+          c->guarded(0, [&] {
+            c->refuse({errc::busy, "daemon " + state->config.name + " already serves " +
+                                       std::to_string(state->config.max_connections) +
+                                       " connections (max_connections)"});
+          });
+        } else {
+          c->guarded(0, [&] { c->start(); });
+        }
+      } catch (const std::exception& e) {
+        // No connection object could be made (no memory): this client is dropped, the
+        // daemon goes on accepting.
+        LABHOST_LOG(error) << "a new connection could not be set up: " << e.what();
       }
     }
     accept_next(state);
@@ -218,7 +226,7 @@ void daemon::run(bool handle_signals) {
       if (state->calls_in_flight.load() > 0)
         LABHOST_LOG(warning) << state->calls_in_flight.load()
                              << " call(s) still running after the grace period; closing anyway";
-      state->close_all_connections();
+      state->connections.stop_all();
       work.reset();
       state->io.stop();
       *check = nullptr;  // break the self-reference

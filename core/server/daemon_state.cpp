@@ -1,7 +1,6 @@
 #include "daemon_state.h"
 
 #include <boost/asio/dispatch.hpp>
-#include <cstdio>
 
 #include "../logging/log.h"
 #include "connection.h"
@@ -10,23 +9,21 @@ namespace labhost::server {
 
 daemon_state::daemon_state(host::daemon_config config_in) : config(std::move(config_in)) {}
 
-std::string daemon_state::new_session_token() {
-  std::lock_guard lock(token_mutex_);
-  std::string token;
-  for (int i = 0; i < 4; ++i) {
-    char chunk[9];
-    std::snprintf(chunk, sizeof chunk, "%08x", static_cast<unsigned>(random_()));
-    token += chunk;
-  }
-  return token;
-}
-
 daemon_description daemon_state::describe() const {
   daemon_description d;
   d.daemon = config.name;
-  for (const auto& [name, slot] : services) d.services.push_back(slot->svc->describe(false));
+  for (const auto& [name, slot] : services) {
+    d.services.push_back(slot->svc->describe(false));
+    d.services.back().calls_pending = slot->calls_pending.load();
+  }
   if (names) d.services.push_back(nameserver_description(false));
   return d;
+}
+
+service_description daemon_state::describe(const service_slot& slot) const {
+  auto s = slot.svc->describe(true);
+  s.calls_pending = slot.calls_pending.load();
+  return s;
 }
 
 service_description daemon_state::nameserver_description(bool with_methods) const {
@@ -46,25 +43,9 @@ service_slot* daemon_state::find_service(std::string_view name) {
   return it == services.end() ? nullptr : it->second.get();
 }
 
-std::shared_ptr<session> daemon_state::open_session(service::session_info info) {
-  auto s = std::make_shared<session>(std::move(info));
-  std::lock_guard lock(sessions_mutex_);
-  sessions_[s->token()] = s;
-  return s;
-}
-
-std::shared_ptr<session> daemon_state::find_session(const std::string& token) {
-  std::lock_guard lock(sessions_mutex_);
-  auto it = sessions_.find(token);
-  return it == sessions_.end() ? nullptr : it->second;
-}
-
 void daemon_state::end_session(const std::shared_ptr<session>& s, std::string_view why) {
   if (!s->mark_ended()) return;
-  {
-    std::lock_guard lock(sessions_mutex_);
-    sessions_.erase(s->token());
-  }
+  sessions.remove(s->token());
   auto info = s->info();
   LABHOST_LOG(debug) << "session of " << info.client_name << " (pid " << info.pid << ") ended: " << why;
   if (names) {
@@ -87,23 +68,7 @@ void daemon_state::end_session(const std::shared_ptr<session>& s, std::string_vi
 }
 
 void daemon_state::expire_sessions() {
-  const auto now = session::clock::now();
-  const auto since_last_sweep = now - last_sweep_;
-  last_sweep_ = now;
-  std::vector<std::shared_ptr<session>> silent;
-  {
-    std::lock_guard lock(sessions_mutex_);
-    if (since_last_sweep > config.lease / 2) {
-      // This daemon itself was not running (a long call on a multiplexed daemon, a stopped
-      // process): the clients' signs of life may be waiting unread. Give everyone a new lease.
-      for (auto& [token, s] : sessions_) s->touch();
-      return;
-    }
-    const auto deadline = now - config.lease;
-    for (auto& [token, s] : sessions_)
-      if (s->last_seen() < deadline && !s->has_calls_in_flight()) silent.push_back(s);
-  }
-  for (auto& s : silent)
+  for (auto& s : sessions.silent_for(config.lease))
     end_session(s, "no sign of life for the lease time (" + std::to_string(config.lease.count()) + " ms)");
 }
 
@@ -118,7 +83,7 @@ protocol::lock_report daemon_state::lock_report_for(service_slot& slot, const st
   r.holder_pid = held->holder.pid;
   r.holder_address = held->holder.address;
   r.since = std::chrono::duration<double>(held->since.time_since_epoch()).count();
-  if (auto s = find_session(held->holder.token)) {
+  if (auto s = sessions.find(held->holder.token)) {
     auto left = s->last_seen() + config.lease - session::clock::now();
     r.lease_left_ms = std::max<std::int64_t>(0, std::chrono::duration_cast<std::chrono::milliseconds>(left).count());
   }
@@ -149,31 +114,6 @@ void daemon_state::grant_waiters(service_slot& slot) {
   if (auto c = granted->reply_to.lock())
     c->send_value(protocol::message_type::result, granted->request_id,
                   protocol::to_value(lock_report_for(slot, granted->who->token())));
-}
-
-void daemon_state::add(const std::shared_ptr<connection>& c) {
-  std::lock_guard lock(connections_mutex_);
-  connections_[c.get()] = c;
-}
-
-void daemon_state::remove(const connection* c) {
-  std::lock_guard lock(connections_mutex_);
-  connections_.erase(c);
-}
-
-std::size_t daemon_state::connection_count() {
-  std::lock_guard lock(connections_mutex_);
-  return connections_.size();
-}
-
-void daemon_state::close_all_connections() {
-  std::vector<std::shared_ptr<connection>> open;
-  {
-    std::lock_guard lock(connections_mutex_);
-    for (auto& [key, weak] : connections_)
-      if (auto c = weak.lock()) open.push_back(std::move(c));
-  }
-  for (auto& c : open) c->stop();
 }
 
 }  // namespace labhost::server

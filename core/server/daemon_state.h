@@ -1,5 +1,7 @@
 // daemon_state.h: what a daemon's connections share: the io_context, the services with their
-// strands, counters and the shutdown flag. Internal to core/server.
+// strands and lock lines, the session table, the connection registry, counters and the
+// shutdown flag; and what ties them together (ending a session, handing a lock on).
+// Internal to core/server.
 #ifndef LABHOST_SERVER_DAEMON_STATE_H
 #define LABHOST_SERVER_DAEMON_STATE_H
 
@@ -14,22 +16,20 @@
 #include <map>
 #include <memory>
 #include <mutex>
-#include <random>
-#include <set>
 #include <string>
 
 #include "../host/host_config.h"
 #include "../naming/name_registry.h"
 #include "../protocol/messages.h"
 #include "../service/service.h"
+#include "connection_registry.h"
 #include "labhost/description.h"
 #include "session.h"
+#include "session_table.h"
 
 namespace labhost::server {
 
 class connection;
-
-class session;
 
 /// A lock request waiting for a held lock to come free (lock with wait_ms > 0).
 struct lock_waiter {
@@ -52,6 +52,7 @@ struct service_slot {
 
   std::unique_ptr<service::service> svc;
   boost::asio::strand<boost::asio::io_context::executor_type> strand;
+  std::atomic<int> calls_pending{0};  // accepted, not finished: the running call and those queued
   std::mutex waiters_mutex;  // guards waiters and each waiter's done
   std::deque<std::shared_ptr<lock_waiter>> waiters;  // first come, first served
 };
@@ -69,16 +70,14 @@ class daemon_state : public std::enable_shared_from_this<daemon_state> {
   std::atomic<bool> shutting_down{false};
   std::atomic<int> calls_in_flight{0};
 
-  /// A fresh unguessable session token (32 hex digits).
-  std::string new_session_token();
   daemon_description describe() const;
+  /// One service's description, with its methods and the calls pending on it.
+  service_description describe(const service_slot& slot) const;
   service_description nameserver_description(bool with_methods) const;
   service_slot* find_service(std::string_view name);
 
   // --- Sessions.
-  std::shared_ptr<session> open_session(service::session_info info);
-  /// The live session with this token, or null.
-  std::shared_ptr<session> find_session(const std::string& token);
+  session_table sessions;
   /// Ends a session: its locks are released (and handed to waiters), its session instances
   /// closed, its connection (if still attached) closed. Idempotent. Thread-safe.
   void end_session(const std::shared_ptr<session>& s, std::string_view why);
@@ -101,19 +100,7 @@ class daemon_state : public std::enable_shared_from_this<daemon_state> {
   std::shared_ptr<naming::name_registry> names;
 
   // The open connections, so that shutdown can close them all.
-  void add(const std::shared_ptr<connection>& c);
-  void remove(const connection* c);
-  std::size_t connection_count();
-  void close_all_connections();
-
- private:
-  std::mutex connections_mutex_;  // guards connections_
-  std::map<const connection*, std::weak_ptr<connection>> connections_;
-  std::mutex token_mutex_;  // guards random_
-  std::random_device random_;
-  session::clock::time_point last_sweep_ = session::clock::now();  // expire_sessions() only
-  std::mutex sessions_mutex_;  // guards sessions_
-  std::map<std::string, std::shared_ptr<session>, std::less<>> sessions_;
+  connection_registry connections;
 };
 
 }  // namespace labhost::server

@@ -34,7 +34,7 @@ void worker_pool::call_finished() noexcept { busy_.fetch_sub(1); }
 void worker_pool::run() {
   if (max_threads_ > 1) watchdog_ = std::thread([this] { watch(); });
   active_.fetch_add(1);
-  run_polling();
+  keep_running(&worker_pool::run_polling);
   active_.fetch_sub(1);
   {
     std::lock_guard lock(mutex_);
@@ -48,6 +48,32 @@ void worker_pool::run() {
     extras.swap(extra_threads_);
   }
   for (auto& t : extras) t.thread.join();
+}
+
+namespace {
+
+void log_handler_failure(const char* what) noexcept {
+  try {
+    LABHOST_LOG(error) << "a handler failed outside any connection (" << what << "); serving on";
+  } catch (...) {
+    // no memory even for the log line: the count says it
+  }
+}
+
+}  // namespace
+
+void worker_pool::keep_running(void (worker_pool::*serve)()) noexcept {
+  while (true) {
+    try {
+      (this->*serve)();
+      return;
+    } catch (const std::exception& e) {
+      log_handler_failure(e.what());
+    } catch (...) {
+      log_handler_failure("an exception of unknown type");
+    }
+    handler_failures_.fetch_add(1);
+  }
 }
 
 void worker_pool::run_polling() {
@@ -107,7 +133,7 @@ void worker_pool::watch() {
       active_.fetch_add(1);
       auto done = std::make_shared<std::atomic<bool>>(false);
       extra_threads_.push_back({std::thread([this, done] {
-                                  run_extra();
+                                  keep_running(&worker_pool::run_extra);
                                   *done = true;
                                 }),
                                 done});

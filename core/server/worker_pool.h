@@ -11,6 +11,10 @@
 // Between requests the I/O thread polls for the next one for `busy_poll` before it sleeps, when
 // the last one came that soon (protocol/busy_poll.h): a sequential client then never waits
 // for the daemon to be woken.
+// A handler that throws is the last resort of the daemon's exception boundary (connections
+// guard their own handlers; see connection::guarded): it is logged and counted, and the
+// thread goes on running the io_context, so no exception ends the daemon or terminates it
+// from an extra thread.
 // Thread-safety: call_started()/call_finished() from pool threads; the rest from run()'s thread.
 #ifndef LABHOST_SERVER_WORKER_POOL_H
 #define LABHOST_SERVER_WORKER_POOL_H
@@ -41,15 +45,31 @@ class worker_pool {
   /// Brackets a driver call that runs on a pool thread.
   void call_started() noexcept;
   void call_finished() noexcept;
+  /// call_started() for its lifetime: also when the call throws.
+  class call_scope {
+   public:
+    explicit call_scope(worker_pool& pool) noexcept : pool_(pool) { pool_.call_started(); }
+    ~call_scope() { pool_.call_finished(); }
+    call_scope(const call_scope&) = delete;
+    call_scope& operator=(const call_scope&) = delete;
+
+   private:
+    worker_pool& pool_;
+  };
 
   /// Threads running the io_context right now (for tests and ps).
   unsigned running() const noexcept { return active_.load(); }
+
+  /// Handlers that threw out of the io_context (for tests and logs).
+  std::uint64_t handler_failures() const noexcept { return handler_failures_.load(); }
 
   /// How the I/O thread found its work: by polling, or woken from sleep (for tests).
   std::uint64_t found_by_polling() const noexcept { return found_by_polling_.load(); }
   std::uint64_t woken_from_sleep() const noexcept { return woken_from_sleep_.load(); }
 
  private:
+  /// Runs `serve` again after every handler that throws out of it, until it returns.
+  void keep_running(void (worker_pool::*serve)()) noexcept;
   /// io_context::run() with busy polling before each sleep.
   void run_polling();
   void watch();
@@ -66,6 +86,7 @@ class worker_pool {
   std::atomic<bool> watchdog_idle_{false};   // the watchdog sleeps until the next call
   std::atomic<std::uint64_t> found_by_polling_{0};  // written by run()'s thread only
   std::atomic<std::uint64_t> woken_from_sleep_{0};
+  std::atomic<std::uint64_t> handler_failures_{0};
 
   std::mutex mutex_;  // guards stopping_, extra_threads_; with wake_
   std::condition_variable wake_;

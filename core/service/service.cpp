@@ -26,13 +26,13 @@ std::string describe_holder(const lock_holder& lock) {
 service::service(host::service_config config, const std::filesystem::path& plugin_dir)
     : config_(std::move(config)) {
   auto loaded = plugin::plugin_library::load(host::plugin_file(plugin_dir, config_.driver));
-  if (auto* refused = std::get_if<plugin::load_error>(&loaded)) {
+  if (!loaded) {
     state_ = state::unavailable;
-    reason_ = "plugin refused (" + std::string(plugin::load_failure_name(refused->failure)) + "): " +
-              refused->message;
+    reason_ = "plugin refused (" + std::string(plugin::load_failure_name(loaded.err().failure)) + "): " +
+              loaded.err().message;
     return;
   }
-  library_ = std::get<0>(std::move(loaded));
+  library_ = std::move(*loaded);
   if (config_.mode == host::instance_mode::single) try_open();
 }
 

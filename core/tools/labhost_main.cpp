@@ -188,11 +188,9 @@ int run_nameserver(const command_line& cl) {
   if (!listen) throw usage_error("labhost ns needs --listen HOST:PORT");
   host::daemon_config config;
   config.name = "nameserver";
-  try {
-    config.address = host::parse_endpoint(*listen);
-  } catch (const std::invalid_argument& e) {
-    throw usage_error(std::string("--listen: ") + e.what());
-  }
+  auto address = protocol::parse_endpoint(*listen, protocol::port_zero::allowed);
+  if (!address) throw usage_error("--listen: " + address.err().message);
+  config.address = std::move(*address);
   config.pool_size = 2;
   config.lease = std::chrono::milliseconds(static_cast<long long>(std::stod(cl.get("lease", "10")) * 1000));
   if (auto secret = cl.get("secret-file")) config.auth_secret_file = *secret;

@@ -27,14 +27,15 @@ int list_plugins(const std::filesystem::path& dir, bool as_json) {
     boost::json::object entry;
     entry["file"] = file.filename().string();
     auto loaded = plugin::plugin_library::load(file);
-    if (auto* e = std::get_if<plugin::load_error>(&loaded)) {
+    if (!loaded) {
+      const plugin::load_error* e = &loaded.err();
       ++refused;
       entry["status"] = "refused";
       entry["failure"] = std::string(plugin::load_failure_name(e->failure));
       entry["reason"] = e->message;
       if (!as_json) std::cout << file.filename().string() << ": refused: " << e->message << "\n";
     } else {
-      const auto& info = std::get<0>(loaded)->info();
+      const auto& info = (*loaded)->info();
       std::string abi = std::to_string(info.abi_version >> 16) + "." +
                         std::to_string(info.abi_version & 0xFFFF);
       entry["status"] = "ok";

@@ -17,14 +17,14 @@ namespace {
 
 std::shared_ptr<const plugin_library> load_ok(const std::filesystem::path& file) {
   auto loaded = plugin_library::load(file);
-  if (auto* e = std::get_if<load_error>(&loaded)) BOOST_FAIL("refused: " << e->message);
-  return std::get<0>(loaded);
+  if (!loaded) BOOST_FAIL("refused: " << loaded.err().message);
+  return *loaded;
 }
 
 load_error load_refused(const std::filesystem::path& file) {
   auto loaded = plugin_library::load(file);
-  BOOST_TEST_REQUIRE(std::holds_alternative<load_error>(loaded), file << " was accepted");
-  return std::get<load_error>(loaded);
+  BOOST_TEST_REQUIRE(!loaded.ok(), file << " was accepted");
+  return loaded.err();
 }
 
 value invoke(driver_instance& d, const plugin_library& lib, const std::string& method, list args) {

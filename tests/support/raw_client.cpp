@@ -37,7 +37,7 @@ void raw_client::send(const std::vector<std::uint8_t>& bytes) {
 std::optional<std::pair<protocol::frame_header, value>> raw_client::receive() {
   std::array<std::uint8_t, protocol::header_size> head;
   if (!read_exact(head.data(), head.size())) return std::nullopt;
-  auto h = protocol::parse_header(head, protocol::default_max_payload);
+  auto h = protocol::parse_header(head, limits::default_max_frame_bytes);
   if (!h) throw std::runtime_error("raw_client: the daemon sent a bad header: " + h.err().to_string());
   std::vector<std::uint8_t> payload(h->payload_size);
   if (!read_exact(payload.data(), payload.size())) throw std::runtime_error("raw_client: truncated frame");

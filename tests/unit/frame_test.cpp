@@ -16,7 +16,7 @@ std::span<const std::uint8_t, header_size> head(const std::vector<std::uint8_t>&
 
 BOOST_AUTO_TEST_CASE(header_round_trips) {
   auto frame = encode_frame(message_type::call, 0xA1B2C3D4, value(list{1, 2}));
-  auto h = parse_header(head(frame), default_max_payload);
+  auto h = parse_header(head(frame), limits::default_max_frame_bytes);
   BOOST_TEST_REQUIRE(h.ok());
   BOOST_TEST((h->type == message_type::call));
   BOOST_TEST(h->request_id == 0xA1B2C3D4u);
@@ -29,7 +29,7 @@ BOOST_AUTO_TEST_CASE(header_round_trips) {
 BOOST_AUTO_TEST_CASE(wrong_magic_is_bad_frame) {
   auto frame = encode_frame(message_type::ping, 1, nullptr);
   frame[0] = 'X';
-  auto h = parse_header(head(frame), default_max_payload);
+  auto h = parse_header(head(frame), limits::default_max_frame_bytes);
   BOOST_TEST_REQUIRE(!h.ok());
   BOOST_TEST((h.err().code == errc::bad_frame));
 }
@@ -37,7 +37,7 @@ BOOST_AUTO_TEST_CASE(wrong_magic_is_bad_frame) {
 BOOST_AUTO_TEST_CASE(other_version_is_unsupported_version) {
   auto frame = encode_frame(message_type::ping, 1, nullptr);
   frame[4] = 2;
-  auto h = parse_header(head(frame), default_max_payload);
+  auto h = parse_header(head(frame), limits::default_max_frame_bytes);
   BOOST_TEST_REQUIRE(!h.ok());
   BOOST_TEST((h.err().code == errc::unsupported_version));
 }
@@ -45,7 +45,7 @@ BOOST_AUTO_TEST_CASE(other_version_is_unsupported_version) {
 BOOST_AUTO_TEST_CASE(unknown_message_type_is_bad_frame) {
   auto frame = encode_frame(message_type::ping, 1, nullptr);
   frame[5] = 200;
-  BOOST_TEST((parse_header(head(frame), default_max_payload).err().code == errc::bad_frame));
+  BOOST_TEST((parse_header(head(frame), limits::default_max_frame_bytes).err().code == errc::bad_frame));
 }
 
 BOOST_AUTO_TEST_CASE(length_is_checked_against_the_maximum) {

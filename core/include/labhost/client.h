@@ -23,6 +23,7 @@
 
 #include "labhost/description.h"
 #include "labhost/errors.h"
+#include "labhost/limits.h"
 #include "labhost/value.h"
 
 namespace labhost {
@@ -31,7 +32,7 @@ struct client_options {
   std::string client_name;                    // empty: "user@host"
   std::chrono::milliseconds timeout{0};       // per request; 0 waits as long as it takes
   std::chrono::milliseconds connect_timeout{5000};
-  std::uint32_t max_frame_bytes = 64u << 20;  // larger replies are refused (bad_frame)
+  std::uint32_t max_frame_bytes = limits::default_max_frame_bytes;  // larger replies are refused (bad_frame)
   /// The shared secret for daemons that require one (host.json auth.secret_file). Empty:
   /// $LABHOST_SECRET, else the first line of the file $LABHOST_SECRET_FILE, else none.
   std::string secret;
@@ -58,7 +59,7 @@ struct client_options {
   /// (docs/performance.md). A reply slower than this turns polling off until one is quick
   /// again, so slow calls cost no CPU. Zero, or a process limited to one CPU: never poll.
   /// Plain TCP only; heartbeats never poll.
-  std::chrono::microseconds busy_poll{50};
+  std::chrono::microseconds busy_poll = limits::default_busy_poll;
 };
 
 /// One service's lock, as lock() and lock_status() report it.

@@ -2,6 +2,7 @@
 #ifndef LABHOST_DESCRIPTION_H
 #define LABHOST_DESCRIPTION_H
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -25,8 +26,10 @@ struct service_description {
   std::string driver_version;
   std::string vendor;
   std::string description;
-  std::string state;           // "ready" or "unavailable"
-  std::string reason;          // why unavailable; empty when ready
+  std::string state;           // "ready", "waiting" (the instrument did not open yet; retried)
+                               // or "unavailable" (the plugin was refused: never)
+  std::string reason;          // why waiting or unavailable; empty when ready
+  std::int64_t calls_pending = 0;  // calls accepted and not finished: running and queued
   std::vector<method_description> methods;  // filled when one service is described
 };
 

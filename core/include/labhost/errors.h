@@ -10,6 +10,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 #include <variant>
 
@@ -88,12 +89,16 @@ struct error {
   std::string to_string() const { return std::string(name()) + ": " + message; }
 };
 
-/// A value or an error; used where failure is an expected outcome (decoding, dispatch).
-template <typename T>
+/// A value or an error: labhost's one shape for returns where failure is an expected outcome
+/// (decoding, dispatch, loading a plugin). `E` is `error` unless the caller needs more than a
+/// typed error (plugin_library::load's refusal kind).
+template <typename T, typename E = error>
 class result {
+  static_assert(!std::is_same_v<T, E>, "a result's value and error types must differ");
+
  public:
-  result(T v) : state_(std::move(v)) {}
-  result(error e) : state_(std::move(e)) {}
+  result(T v) : state_(std::in_place_index<0>, std::move(v)) {}
+  result(E e) : state_(std::in_place_index<1>, std::move(e)) {}
 
   bool ok() const noexcept { return state_.index() == 0; }
   explicit operator bool() const noexcept { return ok(); }
@@ -102,10 +107,11 @@ class result {
   T* operator->() { return &value(); }
   const T* operator->() const { return &value(); }
   T& operator*() { return value(); }
-  const error& err() const { return std::get<1>(state_); }
+  const T& operator*() const { return value(); }
+  const E& err() const { return std::get<1>(state_); }
 
  private:
-  std::variant<T, error> state_;
+  std::variant<T, E> state_;
 };
 
 /// Thrown by the client library when a request fails: the typed error it carries.

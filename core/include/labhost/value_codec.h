@@ -16,6 +16,7 @@
 #include <string_view>
 #include <vector>
 
+#include "labhost/limits.h"
 #include "labhost/value.h"
 
 namespace labhost {
@@ -25,8 +26,8 @@ static_assert(std::endian::native == std::endian::little,
 
 /// Bounds applied while decoding untrusted input.
 struct decode_limits {
-  std::size_t max_depth = 64;          // lists/maps nested deeper are refused
-  std::size_t max_items = 1u << 22;    // list + map entries in one value, all levels
+  std::size_t max_depth = limits::default_max_value_depth;  // lists/maps nested deeper are refused
+  std::size_t max_items = limits::default_max_value_items;  // list + map entries, all levels
 };
 
 enum class decode_status : std::uint8_t {

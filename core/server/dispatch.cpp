@@ -1,0 +1,220 @@
+#include "dispatch.h"
+
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/post.hpp>
+
+#include "../logging/log.h"
+#include "connection.h"
+#include "daemon_state.h"
+#include "worker_pool.h"
+
+namespace labhost::server {
+
+namespace asio = boost::asio;
+using protocol::message_type;
+
+void dispatcher::handle(message_type type, std::uint32_t request_id, value payload,
+                        const std::shared_ptr<session>& caller) {
+  if (!caller)
+    return owner_.send_error(request_id, {errc::bad_message, "send hello before " +
+                                                                 std::string(protocol::message_type_name(type))});
+  switch (type) {
+    case message_type::describe: return describe(request_id, payload);
+    case message_type::call: return call(request_id, std::move(payload), caller);
+    case message_type::lock: return lock(request_id, payload, caller);
+    case message_type::unlock: return unlock(request_id, payload, *caller);
+    case message_type::lock_status: return lock_status(request_id, payload, *caller);
+    default:
+      owner_.send_error(request_id, {errc::bad_message, "a client does not send " +
+                                                            std::string(protocol::message_type_name(type)) +
+                                                            " messages"});
+  }
+}
+
+void dispatcher::describe(std::uint32_t request_id, const value& payload) {
+  auto describe = protocol::parse_describe(payload);
+  if (!describe) return owner_.send_error(request_id, describe.err());
+  if (describe->service.empty())
+    return owner_.send_value(message_type::description, request_id, protocol::to_value(state_.describe()));
+  if (state_.names && describe->service == "nameserver")
+    return owner_.send_value(message_type::description, request_id,
+                             protocol::to_value(state_.nameserver_description(true)));
+  service_slot* slot = service_or_reply(request_id, describe->service);
+  if (slot == nullptr) return;
+  owner_.send_value(message_type::description, request_id, protocol::to_value(state_.describe(*slot)));
+}
+
+void dispatcher::call(std::uint32_t request_id, value payload, const std::shared_ptr<session>& caller) {
+  auto call = protocol::parse_call(std::move(payload));
+  if (!call) return owner_.send_error(request_id, call.err());
+  if (state_.names && call->service == "nameserver") {
+    // The name table is quick and guarded by its own mutex: answered right here.
+    auto answer = state_.names->call(caller->info(), call->method, call->args, call->kwargs);
+    if (!answer) return owner_.send_error(request_id, answer.err());
+    return owner_.send_value(message_type::result, request_id, *answer);
+  }
+  auto it = state_.services.find(call->service);
+  if (it == state_.services.end()) {
+    std::string known;
+    for (const auto& [name, unused] : state_.services) known += (known.empty() ? "" : ", ") + name;
+    return owner_.send_error(request_id, {errc::no_such_service, "daemon " + state_.config.name + " has no service '" +
+                                                                     call->service + "' (it has: " + known + ")"});
+  }
+  if (state_.shutting_down)
+    return owner_.send_error(request_id, {errc::shutting_down, "daemon " + state_.config.name + " is stopping"});
+  service_slot& slot = *it->second;
+  if (caller->calls_in_flight() >= state_.config.max_requests_in_flight)
+    return owner_.send_error(request_id, {errc::busy, "this session already has " +
+                                                          std::to_string(state_.config.max_requests_in_flight) +
+                                                          " calls in flight (max_requests_in_flight)"});
+  state_.calls_in_flight.fetch_add(1);
+  slot.calls_pending.fetch_add(1);
+  caller->call_started();  // a session waiting on a call is alive, however long the call
+  // dispatch: runs right here when the service is free (no thread hop), else queues on the
+  // service's strand behind the call that holds it. With TLS this thread is inside the
+  // connection's strand: post, so that a long call does not hold up the connection's I/O.
+  // `this` lives in the connection, which `self` keeps alive.
+  auto run = [this, self = owner_.shared_from_this(), request_id, &slot, caller, call = std::move(*call)]() mutable {
+    std::optional<protocol::frame_buffer> reply;
+    self->guarded(request_id, [&] {
+      worker_pool::call_scope in_call(*state_.pool);
+      reply = run_call(request_id, slot, *caller, call);
+    });
+    // Counted out before the reply leaves, so that the client's next request, sent the moment
+    // it reads this one, never finds the call still counted. Also after a failure: the
+    // counts must not drift.
+    slot.calls_pending.fetch_sub(1);
+    caller->call_finished();
+    state_.calls_in_flight.fetch_sub(1);
+    if (reply) self->guarded(request_id, [&] { self->send(std::move(*reply)); });
+  };
+  if (owner_.uses_tls())
+    asio::post(slot.strand, std::move(run));
+  else
+    asio::dispatch(slot.strand, std::move(run));
+}
+
+protocol::frame_buffer dispatcher::run_call(std::uint32_t request_id, service_slot& slot, const session& caller,
+                                            const protocol::call_message& call) {
+  protocol::frame_buffer frame(std::vector<std::uint8_t>(protocol::header_size));  // the result follows
+  auto failure = slot.svc->call(caller.info(), call.method, call.args, call.kwargs, frame,
+                                state_.config.max_frame_bytes);
+  if (failure) {
+    if (failure->code == errc::driver_error)
+      LABHOST_LOG_SERVICE(info, slot.svc->name()) << call.method << ": " << failure->message;
+    return protocol::frame_buffer(
+        protocol::encode_frame(message_type::error, request_id, protocol::to_value(*failure)));
+  }
+  protocol::frame_header h;
+  h.type = message_type::result;
+  h.request_id = request_id;
+  h.payload_size = static_cast<std::uint32_t>(frame.size() - protocol::header_size);
+  protocol::write_header(h, std::span<std::uint8_t, protocol::header_size>(frame.head().data(), protocol::header_size));
+  return frame;
+}
+
+service_slot* dispatcher::service_or_reply(std::uint32_t request_id, const std::string& name) {
+  service_slot* slot = state_.find_service(name);
+  if (slot == nullptr)
+    owner_.send_error(request_id,
+                      {errc::no_such_service, "daemon " + state_.config.name + " has no service '" + name + "'"});
+  return slot;
+}
+
+service_slot* dispatcher::lockable_service_or_reply(std::uint32_t request_id, const std::string& name) {
+  service_slot* slot = service_or_reply(request_id, name);
+  if (slot != nullptr && !state_.config.lockable) {
+    owner_.send_error(request_id, {errc::not_lockable,
+                                   "daemon " + state_.config.name + " is shared: its services cannot be locked"});
+    return nullptr;
+  }
+  return slot;
+}
+
+void dispatcher::lock(std::uint32_t request_id, const value& payload, const std::shared_ptr<session>& caller) {
+  auto request = protocol::parse_lock(payload);
+  if (!request) return owner_.send_error(request_id, request.err());
+  service_slot* slot = lockable_service_or_reply(request_id, request->service);
+  if (slot == nullptr) return;
+  auto outcome = slot->svc->try_lock(caller->info());
+  if (outcome != service::service::lock_result::held_by_other) {
+    if (outcome == service::service::lock_result::granted)
+      LABHOST_LOG_SERVICE(info, slot->svc->name()) << "locked by " << caller->info().client_name;
+    return owner_.send_value(message_type::result, request_id,
+                             protocol::to_value(state_.lock_report_for(*slot, caller->token())));
+  }
+  auto holder = slot->svc->holder();
+  std::string held_by = holder ? service::describe_holder(*holder) : "another session";
+  if (request->wait_ms <= 0)
+    return owner_.send_error(request_id, {errc::locked, slot->svc->name() + " is locked by " + held_by});
+
+  // Wait in line; the timer answers `locked` if the lock has not come free in time.
+  auto waiter = std::make_shared<lock_waiter>(state_.io, owner_.weak_from_this(), caller, request_id);
+  {
+    std::lock_guard lock(slot->waiters_mutex);
+    slot->waiters.push_back(waiter);
+  }
+  waiter->timer.expires_after(std::chrono::milliseconds(request->wait_ms));
+  waiter->timer.async_wait([waiter, slot, wait_ms = request->wait_ms](boost::system::error_code ec) {
+    if (ec) return;  // cancelled: granted
+    {
+      std::lock_guard lock(slot->waiters_mutex);
+      if (waiter->done) return;
+      waiter->done = true;
+    }
+    auto c = waiter->reply_to.lock();
+    if (!c) return;
+    c->guarded(waiter->request_id, [&] {
+      auto holder_now = slot->svc->holder();
+      c->send_error(waiter->request_id,
+                    {errc::locked, slot->svc->name() + " is still locked by " +
+                                       (holder_now ? service::describe_holder(*holder_now) : "another session") +
+                                       " after waiting " + std::to_string(wait_ms) + " ms"});
+    });
+  });
+  // The lock may have come free between try_lock and joining the line.
+  state_.grant_waiters(*slot);
+}
+
+void dispatcher::unlock(std::uint32_t request_id, const value& payload, const session& caller) {
+  auto request = protocol::parse_unlock(payload);
+  if (!request) return owner_.send_error(request_id, request.err());
+  service_slot* slot = lockable_service_or_reply(request_id, request->service);
+  if (slot == nullptr) return;
+  if (request->force) {
+    if (state_.admin_secret.empty())
+      return owner_.send_error(request_id, {errc::not_authorised, "force unlock is not enabled on daemon " +
+                                                                      state_.config.name + " (host.json admin_secret_file)"});
+    if (!service::secrets_equal(request->admin_secret, state_.admin_secret)) {
+      LABHOST_LOG_SERVICE(warning, slot->svc->name())
+          << "force unlock refused: wrong admin secret from " << caller.info().client_name << " at " << owner_.peer();
+      return owner_.send_error(request_id, {errc::not_authorised, "wrong admin secret"});
+    }
+    if (auto former = slot->svc->force_unlock())
+      LABHOST_LOG_SERVICE(warning, slot->svc->name())
+          << "lock of " << former->holder.client_name << " force-released by " << caller.info().client_name;
+  } else if (auto failure = slot->svc->unlock(caller.token())) {
+    return owner_.send_error(request_id, *failure);
+  } else {
+    LABHOST_LOG_SERVICE(info, slot->svc->name()) << "unlocked by " << caller.info().client_name;
+  }
+  owner_.send_value(message_type::result, request_id, nullptr);
+  state_.grant_waiters(*slot);
+}
+
+void dispatcher::lock_status(std::uint32_t request_id, const value& payload, const session& caller) {
+  auto request = protocol::parse_lock_status(payload);
+  if (!request) return owner_.send_error(request_id, request.err());
+  list reports;
+  if (!request->service.empty()) {
+    service_slot* slot = service_or_reply(request_id, request->service);
+    if (slot == nullptr) return;
+    reports.push_back(protocol::to_value(state_.lock_report_for(*slot, caller.token())));
+  } else {
+    for (auto& [name, slot] : state_.services)
+      reports.push_back(protocol::to_value(state_.lock_report_for(*slot, caller.token())));
+  }
+  owner_.send_value(message_type::result, request_id, reports);
+}
+
+}  // namespace labhost::server
