@@ -214,15 +214,17 @@ void connection::on_buffered_header() {
   }
   header_ = *parsed;
   buffered_begin_ += protocol::header_size;
+  // From here on a failure belongs to this request: it is answered under its id.
+  guarded(header_.request_id, [&] { read_payload(); });
+}
+
+void connection::read_payload() {
   // The length was checked against max_frame_bytes by parse_header: only now allocate.
   payload_.resize(header_.payload_size);
   const std::size_t from_buffer = std::min<std::size_t>(payload_.size(), buffered_end_ - buffered_begin_);
   std::memcpy(payload_.data(), read_buffer_.get() + buffered_begin_, from_buffer);
   buffered_begin_ += from_buffer;
-  if (from_buffer == payload_.size()) {
-    on_frame(header_);
-    return;
-  }
+  if (from_buffer == payload_.size()) return on_frame(header_);
   // A large payload: the rest goes straight into place.
   std::lock_guard lock(mutex_);
   if (closed_) return;

@@ -97,6 +97,8 @@ class connection : public std::enable_shared_from_this<connection> {
   void read_more();
   /// A whole header is buffered: checks it, then gets the payload.
   void on_buffered_header();
+  /// Gets the payload of the frame whose header was just read, then handles the frame.
+  void read_payload();
   void on_frame(const protocol::frame_header& header);
   /// The connection ended: an orderly close ends the session, a broken one only detaches it.
   void on_disconnect(bool orderly);

@@ -84,7 +84,12 @@ void worker_pool::run_polling() {
     return;
   }
   while (true) {
-    if (io_.poll() > 0) continue;  // poll: runs what is ready, epoll included, never sleeps
+    // poll: runs what is ready, epoll included, never sleeps. Work that came while the last
+    // handlers ran is found here, by polling too.
+    if (const std::size_t ran = io_.poll(); ran > 0) {
+      found_by_polling_.fetch_add(ran, std::memory_order_relaxed);
+      continue;
+    }
     if (io_.stopped()) return;
     const auto window = policy.window_now();
     if (window.count() > 0) {
@@ -93,7 +98,7 @@ void worker_pool::run_polling() {
       while (ran == 0 && !io_.stopped() && clock::now() < until) ran = io_.poll();
       if (ran > 0) {
         policy.found_by_polling();
-        found_by_polling_.fetch_add(1, std::memory_order_relaxed);
+        found_by_polling_.fetch_add(ran, std::memory_order_relaxed);
         continue;
       }
     }

@@ -63,7 +63,8 @@ class worker_pool {
   /// Handlers that threw out of the io_context (for tests and logs).
   std::uint64_t handler_failures() const noexcept { return handler_failures_.load(); }
 
-  /// How the I/O thread found its work: by polling, or woken from sleep (for tests).
+  /// Handlers the I/O thread ran after finding them by a poll (the window's, or the one right
+  /// after the last handlers ran), and times it was woken from sleep (for tests).
   std::uint64_t found_by_polling() const noexcept { return found_by_polling_.load(); }
   std::uint64_t woken_from_sleep() const noexcept { return woken_from_sleep_.load(); }
 

@@ -5,6 +5,8 @@
 #ifndef LABHOST_TOOLS_COMMAND_LINE_H
 #define LABHOST_TOOLS_COMMAND_LINE_H
 
+#include <charconv>
+#include <cmath>
 #include <map>
 #include <optional>
 #include <set>
@@ -67,6 +69,19 @@ class command_line {
     return get(name).value_or(fallback);
   }
   const std::vector<std::string>& positional() const { return positional_; }
+
+  /// The value of --name as a number of seconds, at least 0; `fallback` when absent. Anything
+  /// else ("abc", "1e999", "-1", "5s") is a usage error naming the option.
+  double seconds(const std::string& name, double fallback) const {
+    auto text = get(name);
+    if (!text) return fallback;
+    double v = 0;
+    const char* end = text->data() + text->size();
+    auto [stop, problem] = std::from_chars(text->data(), end, v);
+    if (problem != std::errc() || stop != end || !std::isfinite(v) || v < 0)
+      throw usage_error("--" + name + ": expected a number of seconds (0 or more), got \"" + *text + "\"");
+    return v;
+  }
 
  private:
   std::set<std::string> flags_;

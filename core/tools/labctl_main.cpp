@@ -2,7 +2,6 @@
 #include <boost/json/parse.hpp>
 #include <csignal>
 #include <ctime>
-#include <fstream>
 #include <iostream>
 #include <string>
 
@@ -10,6 +9,7 @@
 #include "labhost/client.h"
 #include "protocol/json_value.h"
 #include "protocol/messages.h"
+#include "protocol/secret_file.h"
 
 namespace {
 
@@ -67,22 +67,19 @@ bool is_keyword(const std::string& arg, std::string& name, std::string& rest) {
   return true;
 }
 
+/// The secret in a file named on the command line (the rule every secret file follows).
+std::string secret_in(const std::string& file, const std::string& option) {
+  auto secret = protocol::read_secret_file(file);
+  if (!secret) throw usage_error(option + ": " + secret.err().message);
+  return std::move(*secret);
+}
+
 /// Client options from the command line (--client-name, --timeout, --secret-file, --tls-*).
 client_options options_from(const command_line& cl) {
   client_options options;
   options.client_name = cl.get("client-name", "");
-  if (auto t = cl.get("timeout")) {
-    double seconds = std::stod(*t);
-    if (seconds < 0) throw usage_error("--timeout must not be negative");
-    options.timeout = std::chrono::milliseconds(static_cast<long long>(seconds * 1000));
-  }
-  if (auto file = cl.get("secret-file")) {
-    std::ifstream in(*file);
-    if (!in || !std::getline(in, options.secret)) throw usage_error("cannot read " + *file);
-    auto first = options.secret.find_first_not_of(" \t\r");
-    auto last = options.secret.find_last_not_of(" \t\r");
-    options.secret = first == std::string::npos ? "" : options.secret.substr(first, last - first + 1);
-  }
+  options.timeout = std::chrono::milliseconds(static_cast<long long>(cl.seconds("timeout", 0) * 1000));
+  if (auto file = cl.get("secret-file")) options.secret = secret_in(*file, "--secret-file");
   options.tls_ca_file = cl.get("tls-ca", "");
   options.tls_cert_file = cl.get("tls-cert", "");
   options.tls_key_file = cl.get("tls-key", "");
@@ -129,8 +126,8 @@ int hold_lock(const service_address& address, const command_line& cl) {
   sigaddset(&stop_signals, SIGTERM);
   sigaddset(&stop_signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  auto wait = std::chrono::milliseconds(static_cast<long long>(cl.seconds("wait", 0) * 1000));
   auto c = open_client(address, cl);
-  auto wait = std::chrono::milliseconds(static_cast<long long>(std::stod(cl.get("wait", "0")) * 1000));
   auto l = c->lock(address.service, wait);
   std::cout << "locked " << address.to_string() << " as " << l.holder_name << "; holding until terminated"
             << std::endl;
@@ -263,11 +260,7 @@ int run(const std::string& command, const command_line& cl) {
     if (cl.flag("force")) {
       auto file = cl.get("admin-secret-file");
       if (!file) throw usage_error("unlock --force needs --admin-secret-file FILE");
-      std::ifstream in(*file);
-      std::string secret;
-      if (!in || !std::getline(in, secret)) throw usage_error("cannot read " + *file);
-      while (!secret.empty() && (secret.back() == ' ' || secret.back() == '\r' || secret.back() == '\t')) secret.pop_back();
-      c->force_unlock(address.service, secret);
+      c->force_unlock(address.service, secret_in(*file, "--admin-secret-file"));
     } else {
       c->unlock(address.service);
     }

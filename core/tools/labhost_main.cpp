@@ -192,7 +192,8 @@ int run_nameserver(const command_line& cl) {
   if (!address) throw usage_error("--listen: " + address.err().message);
   config.address = std::move(*address);
   config.pool_size = 2;
-  config.lease = std::chrono::milliseconds(static_cast<long long>(std::stod(cl.get("lease", "10")) * 1000));
+  config.lease = std::chrono::milliseconds(static_cast<long long>(cl.seconds("lease", 10) * 1000));
+  if (config.lease.count() <= 0) throw usage_error("--lease: expected a number of seconds above 0");
   if (auto secret = cl.get("secret-file")) config.auth_secret_file = *secret;
   config.insecure = cl.flag("insecure");
   if (auto cert = cl.get("tls-cert")) {

@@ -251,6 +251,9 @@ BOOST_AUTO_TEST_CASE(calls_to_one_service_run_one_after_the_other) {
   c1->call("b", "wait_entered", {"g2", 1});
   // The second call to a queues behind the first: it cannot enter the gate while a is busy.
   auto second = std::async(std::launch::async, [&] { return c2->call("a", "wait_gate", {"g2"}).as_int(); });
+  // Issue 12: looked at before the daemon had the second call, the gate proved nothing. The
+  // daemon counts it as pending on a (queued behind the first) once it has it.
+  BOOST_TEST_REQUIRE(labhost::testing::eventually([&] { return c1->describe("a").calls_pending == 2; }));
   BOOST_TEST(c1->call("b", "waiting", {"g2"}).as_int() == 1);
   c1->call("b", "open_gate", {"g2"});
   BOOST_TEST(first.get() == 1);   // alone in the gate

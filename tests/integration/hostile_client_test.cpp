@@ -2,6 +2,7 @@
 #define BOOST_TEST_MODULE hostile_client
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -298,3 +299,49 @@ BOOST_AUTO_TEST_CASE(before_hello_only_small_frames_are_accepted) {
   BOOST_TEST(answer->second.as_bytes().data.size() == (1u << 20));
 }
 
+
+namespace {
+
+/// The kernel's VmSize of a process (its address space), in KiB.
+std::size_t address_space_kib(pid_t pid) {
+  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(status, line))
+    if (line.rfind("VmSize:", 0) == 0) return std::stoul(line.substr(7));
+  return 0;
+}
+
+}  // namespace
+
+// Issue 12: an exception in a handler (here bad_alloc, for a payload the daemon has no memory
+// for) used to escape io_context::run and end the daemon.
+BOOST_AUTO_TEST_CASE(an_exception_while_handling_a_frame_closes_that_connection_only,
+                     *boost::unit_test::precondition([](boost::unit_test::test_unit_id) {
+                       boost::test_tools::assertion_result ok(!labhost::testing::sanitizer_build);
+                       ok.message() << "sanitizers reserve terabytes of address space: no limit can make "
+                                       "an allocation fail there";
+                       return ok;
+                     })) {
+  test_daemon d(R"({"echo": {"driver": "test_echo"}})", R"("max_frame_bytes": 2147483648)");
+  auto bystander = d.connect();
+  BOOST_TEST(bystander->call("echo", "add", {1, 2}).as_int() == 3);
+  // Room for the daemon as it is and some more, not for a 2 GiB payload.
+  const pid_t pid = d.process().pid();
+  const std::size_t room = (address_space_kib(pid) + 512 * 1024) * 1024;
+  rlimit limited{room, room};
+  BOOST_TEST_REQUIRE(::prlimit(pid, RLIMIT_AS, &limited, nullptr) == 0);
+
+  raw_socket s(d.port());
+  s.hello();
+  s.send(header_only(message_type::call, 7, 2147483647u));  // allowed, but more than the daemon can hold
+  auto reply = s.receive();
+  BOOST_TEST_REQUIRE(reply.has_value());
+  BOOST_TEST(reply->first.request_id == 7u);
+  BOOST_TEST((error_code_of(reply->second) == errc::internal_error));
+  BOOST_TEST(parse_error(reply->second).message.find("it closed the connection") != std::string::npos);
+  BOOST_TEST(s.closed_by_peer());
+  // Everyone else is served on: the connection that was open, and new ones.
+  BOOST_TEST(bystander->call("echo", "add", {20, 22}).as_int() == 42);
+  BOOST_TEST(d.connect()->call("echo", "add", {2, 2}).as_int() == 4);
+  BOOST_TEST(d.process().running());
+}

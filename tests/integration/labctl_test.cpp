@@ -109,3 +109,25 @@ BOOST_AUTO_TEST_CASE(usage_and_connection_errors) {
   BOOST_TEST(refused.status == 1);
   BOOST_TEST(refused.err.find("connection_lost") != std::string::npos, refused.err);
 }
+
+// Issue 12: a bad number printed "stod" and nothing else.
+BOOST_AUTO_TEST_CASE(a_bad_number_is_a_usage_error_naming_the_option) {
+  for (const std::string bad : {"abc", "5s", "-1", "1e999", ""}) {
+    auto timeout = labctl({"--timeout", bad, "ping", "lab://127.0.0.1:1"});
+    BOOST_TEST(timeout.status == 2, bad);
+    BOOST_TEST(timeout.err.find("labctl: --timeout: expected a number of seconds (0 or more), got \"" + bad + "\"") == 0u,
+               timeout.err);
+  }
+  auto wait = labctl({"lock", "lab://127.0.0.1:1/laser", "--hold", "--wait", "soon"});
+  BOOST_TEST(wait.status == 2);
+  BOOST_TEST(wait.err.find("--wait: expected a number of seconds (0 or more), got \"soon\"") != std::string::npos,
+             wait.err);
+  auto lease = run({(bin_dir() / "labhost").string(), "ns", "--listen", "127.0.0.1:0", "--lease", "ten"});
+  BOOST_TEST(lease.status == 2);
+  BOOST_TEST(lease.err.find("--lease: expected a number of seconds (0 or more), got \"ten\"") != std::string::npos,
+             lease.err);
+  // A number that parses is taken: here the ping fails for want of a daemon, not of a number.
+  auto fine = labctl({"--timeout", "2.5", "ping", "lab://127.0.0.1:1"});
+  BOOST_TEST(fine.status == 1);
+  BOOST_TEST(fine.err.find("connection_lost") != std::string::npos, fine.err);
+}

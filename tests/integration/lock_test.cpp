@@ -207,7 +207,9 @@ BOOST_AUTO_TEST_CASE(a_shared_daemon_refuses_locks) {
 BOOST_AUTO_TEST_CASE(force_unlock_works_only_with_the_admin_secret) {
   temp_dir secrets;
   auto secret_file = secrets.path() / "admin.secret";
-  std::ofstream(secret_file) << "s3cret-lab-admin\n";
+  // Blanks around the secret are not part of it, for the daemon and labctl alike (issue 12:
+  // labctl kept the leading ones, so its --force was refused where the daemon read the file).
+  std::ofstream(secret_file) << " \ts3cret-lab-admin \r\n";
   std::filesystem::permissions(secret_file, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
   test_daemon d(services, R"("lockable": true, "admin_secret_file": ")" + secret_file.string() + "\"");
   auto holder = connect_as(d, "holder@test");

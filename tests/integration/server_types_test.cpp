@@ -8,6 +8,8 @@
 #include <fstream>
 #include <future>
 
+#include "protocol/messages.h"
+#include "raw_client.h"
 #include "test_daemon.h"
 
 using namespace labhost;
@@ -69,16 +71,26 @@ BOOST_AUTO_TEST_CASE(threaded_runs_another_service_while_one_is_blocked) {
 BOOST_AUTO_TEST_CASE(multiplexed_runs_one_call_at_a_time_in_arrival_order) {
   test_daemon d(two_services, R"("server_type": "multiplexed")");
   auto c1 = d.connect();
-  auto c2 = d.connect();
+  labhost::testing::raw_client c2(d.port());
+  c2.hello();
   fifo_gate gate(d.folder() / "gate");
   auto blocked = std::async(std::launch::async, [&] { return c1->call("a", "wait_fifo", {gate.path.string()}).as_int(); });
   gate.wait_entered();
-  // b's call is sent while a's call holds the daemon's only thread; it runs after a returns.
-  auto queued = std::async(std::launch::async, [&] { return c2->call("b", "sequence").as_int(); });
+  // b's call is sent while a's call holds the daemon's only thread. Issue 12: released before
+  // the daemon had b's call, the gate proved nothing; wait until the call is queued at the
+  // daemon, unread (or answered, which would be wrong: it must wait for a).
+  const auto call = protocol::encode_frame(protocol::message_type::call, 9,
+                                           protocol::to_value(protocol::call_message{"b", "sequence", {}, {}}));
+  c2.send(call);
+  BOOST_TEST_REQUIRE(labhost::testing::eventually([&] {
+    return c2.reply_waiting() || labhost::testing::unread_bytes(d.port(), c2.local_port()) == call.size();
+  }));
+  BOOST_TEST(!c2.reply_waiting());  // b did not run beside a
   gate.release();
   std::int64_t a_exit = blocked.get();
-  std::int64_t b_seq = queued.get();
-  BOOST_TEST(b_seq > a_exit);
+  auto b_reply = c2.receive();
+  BOOST_TEST_REQUIRE(b_reply.has_value());
+  BOOST_TEST(b_reply->second.as_int() > a_exit);
 }
 
 BOOST_AUTO_TEST_CASE(multiplexed_daemon_describes_itself_with_one_thread) {

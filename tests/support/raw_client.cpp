@@ -5,7 +5,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <poll.h>
+
 #include <array>
+#include <fstream>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 
@@ -44,6 +48,36 @@ std::optional<std::pair<protocol::frame_header, value>> raw_client::receive() {
   auto v = protocol::decode_payload(payload);
   if (!v) throw std::runtime_error("raw_client: the daemon sent a bad payload: " + v.err().to_string());
   return std::make_pair(*h, std::move(*v));
+}
+
+std::uint16_t raw_client::local_port() const {
+  sockaddr_in a{};
+  socklen_t len = sizeof a;
+  ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
+  return ntohs(a.sin_port);
+}
+
+bool raw_client::reply_waiting() const {
+  pollfd p{fd_, POLLIN, 0};
+  return ::poll(&p, 1, 0) == 1;
+}
+
+std::optional<std::size_t> unread_bytes(std::uint16_t local_port, std::uint16_t remote_port) {
+  std::ifstream table("/proc/net/tcp");
+  std::string line;
+  std::getline(table, line);  // the column names
+  while (std::getline(table, line)) {
+    // "  3: 0100007F:1F91 0100007F:D2C4 01 00000000:0000005F ..."
+    std::istringstream fields(line);
+    std::string slot, local, remote, state, queues;
+    fields >> slot >> local >> remote >> state >> queues;
+    auto port_of = [](const std::string& address) {
+      return static_cast<std::uint16_t>(std::stoul(address.substr(address.find(':') + 1), nullptr, 16));
+    };
+    if (local.empty() || remote.empty() || port_of(local) != local_port || port_of(remote) != remote_port) continue;
+    return static_cast<std::size_t>(std::stoul(queues.substr(queues.find(':') + 1), nullptr, 16));
+  }
+  return std::nullopt;
 }
 
 bool raw_client::closed_by_peer() {

@@ -28,11 +28,21 @@ class raw_client {
   bool closed_by_peer();
   /// Says hello as `client_name` and requires a welcome.
   void hello(const std::string& client_name = "raw@test");
+  /// This end's port on loopback.
+  std::uint16_t local_port() const;
+  /// True when a frame from the daemon waits to be read (never waits itself).
+  bool reply_waiting() const;
 
  private:
   bool read_exact(std::uint8_t* data, std::size_t size);
   int fd_;
 };
+
+/// Bytes that arrived on the loopback TCP socket bound to `local_port` and connected to
+/// `remote_port`, and that its process has not read yet (the kernel's rx_queue, from
+/// /proc/net/tcp): a request queued at a daemon that is not reading. Nothing when no such
+/// socket exists.
+std::optional<std::size_t> unread_bytes(std::uint16_t local_port, std::uint16_t remote_port);
 
 }  // namespace labhost::testing
 
