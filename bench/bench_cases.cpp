@@ -7,6 +7,7 @@
 #include <atomic>
 #include <boost/json.hpp>
 #include <exception>
+#include <future>
 #include <fstream>
 #include <latch>
 #include <stdexcept>
@@ -39,6 +40,7 @@ bench_plan bench_plan::full() {
   p.idle_conns = 1'000;
   p.idle_window = std::chrono::milliseconds(3'000);
   p.startup_runs = 5;
+  p.stream_window = std::chrono::milliseconds(1'000);
   p.rounds = 5;
   return p;
 }
@@ -53,6 +55,7 @@ bench_plan bench_plan::quick_plan() {
   p.idle_conns = 100;
   p.idle_window = std::chrono::milliseconds(300);
   p.startup_runs = 1;
+  p.stream_window = std::chrono::milliseconds(200);
   p.rounds = 2;
   return p;
 }
@@ -277,6 +280,114 @@ void run_bulk(std::uint16_t daemon_port, std::uint16_t floor_port, const std::fi
     if (failure) throw std::runtime_error("sim_camera.grab(): " + failure->to_string());
   }
   r.bulk_driver_ms = percentile(driver_ms, 0.5);
+}
+
+namespace {
+
+/// Frames one subscription receives within `window`, each checked (shape, and the pixels
+/// that tell which frame it is).
+int count_frames(subscription& frames, std::chrono::milliseconds window) {
+  int received = 0;
+  const auto until = clock_type::now() + window;
+  while (clock_type::now() < until) {
+    auto e = frames.next(std::chrono::milliseconds(1'000));
+    if (!e) throw std::runtime_error("the streaming camera sent no frame for a second");
+    const auto& a = e->data.as_array();
+    // Pixel (y, x) of the n-th streamed frame is x + y + n mod 65536.
+    if (a.shape.size() != 2 || a.count() != 2048u * 2048u ||
+        a.at<std::uint16_t>(2048 + 3) != static_cast<std::uint16_t>(4 + e->seq))
+      throw std::runtime_error("a streamed frame is not the camera's frame");
+    ++received;
+  }
+  return received;
+}
+
+/// One request on a raw connection and its reply's payload (decoded).
+value raw_request(int fd, message_type type, std::uint32_t id, const value& payload) {
+  const auto frame = protocol::encode_frame(type, id, payload);
+  send_all(fd, frame.data(), frame.size());
+  std::array<std::uint8_t, protocol::header_size> header_bytes;
+  if (!recv_all(fd, header_bytes.data(), header_bytes.size())) throw std::runtime_error("the daemon closed");
+  auto header = protocol::parse_header(header_bytes, limits::default_max_frame_bytes);
+  if (!header) throw std::runtime_error("bad reply header: " + header.err().to_string());
+  std::vector<std::uint8_t> reply(header->payload_size);
+  if (!recv_all(fd, reply.data(), reply.size())) throw std::runtime_error("the daemon closed");
+  auto decoded = protocol::decode_payload(reply);
+  if (!decoded || header->type == message_type::error)
+    throw std::runtime_error("the daemon refused a request of the stalled subscriber");
+  return std::move(*decoded);
+}
+
+/// A connection that subscribes to a topic and then never reads again: a viewer whose
+/// machine froze.
+unique_fd stalled_subscriber(std::uint16_t port, const std::string& service, const std::string& topic) {
+  unique_fd fd = connect_loopback(port);
+  protocol::hello_message hello;
+  hello.client_name = "stalled@bench";
+  raw_request(fd.get(), message_type::hello, 1, protocol::to_value(hello));
+  raw_request(fd.get(), message_type::subscribe, 2, protocol::to_value(protocol::subscribe_message{service, topic, 16, 0}));
+  return fd;
+}
+
+/// Frames per second that each of `subscribers` receives over the window (the median).
+double frames_per_second_each(std::vector<std::unique_ptr<subscription>>& subscribers,
+                              std::chrono::milliseconds window) {
+  std::vector<std::future<int>> counts;
+  for (auto& s : subscribers)
+    counts.push_back(std::async(std::launch::async, [&s, window] { return count_frames(*s, window); }));
+  std::vector<double> rates;
+  for (auto& c : counts) rates.push_back(c.get() / std::chrono::duration<double>(window).count());
+  return percentile(rates, 0.5);
+}
+
+}  // namespace
+
+void run_stream(std::uint16_t daemon_port, pid_t daemon_pid, std::uint16_t floor_port, const bench_plan& plan,
+                bench_results& r) {
+  subscribe_options options;
+  options.queue = 2;  // a viewer wants the latest frames, not a backlog
+  const double frame_mb = static_cast<double>(r.sizes.grab_result) / 1e6;
+  floor_client floor(floor_port, r.sizes.grab_call, r.sizes.grab_result);
+  {
+    auto c = client::connect("127.0.0.1", daemon_port, plan.client);
+    auto frames = c->subscribe("streaming_camera", "frames", options);
+    count_frames(*frames, plan.stream_window / 4);  // warm up
+    double frames_in = 0, seconds = 0, floor_mb = 0, floor_seconds = 0;
+    for (int round = 0; round < plan.rounds; ++round) {
+      frames_in += count_frames(*frames, plan.stream_window);
+      seconds += std::chrono::duration<double>(plan.stream_window).count();
+      frames->unsubscribe();  // the floor runs alone, as the stream did
+      const auto start = clock_type::now();
+      for (int i = 0; i < std::max(1, plan.bulk_grabs / plan.rounds); ++i) floor.round_trip();
+      floor_seconds += std::chrono::duration<double>(clock_type::now() - start).count();
+      floor_mb += frame_mb * std::max(1, plan.bulk_grabs / plan.rounds);
+      frames = c->subscribe("streaming_camera", "frames", options);
+    }
+    r.stream_fps = frames_in / seconds;
+    r.stream_MBps = r.stream_fps * frame_mb;
+    r.stream_floor_MBps = floor_mb / floor_seconds;
+  }
+  // Three subscribers, alone, then with a fourth that subscribes and never reads again.
+  std::vector<std::shared_ptr<client>> clients;
+  std::vector<std::unique_ptr<subscription>> subscribers;
+  for (int i = 0; i < 3; ++i) {
+    clients.push_back(client::connect("127.0.0.1", daemon_port, plan.client));
+    subscribers.push_back(clients.back()->subscribe("streaming_camera", "frames", options));
+  }
+  frames_per_second_each(subscribers, plan.stream_window / 4);
+  // Rounds in pairs (alone, then beside a stalled subscriber), so that both halves of a pair
+  // see the same machine. The stalled one's queue fills within its first frames.
+  std::vector<double> alone, beside_stalled, rss_growth;
+  for (int round = 0; round < plan.rounds; ++round) {
+    alone.push_back(frames_per_second_each(subscribers, plan.stream_window));
+    const double rss_before = read_process_status(daemon_pid).rss_mib;
+    unique_fd stalled = stalled_subscriber(daemon_port, "streaming_camera", "frames");
+    beside_stalled.push_back(frames_per_second_each(subscribers, plan.stream_window));
+    rss_growth.push_back(std::max(0.0, read_process_status(daemon_pid).rss_mib - rss_before));
+  }  // each stalled connection closes here: its session, and what it held, go
+  r.stream_stalled_rss_growth_MiB = *std::max_element(rss_growth.begin(), rss_growth.end());
+  r.stream_shared_fps = percentile(alone, 0.5);
+  r.stream_shared_stalled_fps = percentile(beside_stalled, 0.5);
 }
 
 void run_connect(std::uint16_t daemon_port, std::uint16_t floor_port, const bench_plan& plan,

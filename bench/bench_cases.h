@@ -31,6 +31,7 @@ struct bench_plan {
   int idle_conns = 0;
   std::chrono::milliseconds idle_window{0};  // the small call is timed this long meanwhile
   int startup_runs = 0;
+  std::chrono::milliseconds stream_window{0};  // each stream measurement runs this long
   int rounds = 5;
   client_options client;  // the labhost side's clients (busy_poll follows --busy-poll-us)
 
@@ -67,6 +68,11 @@ struct bench_results {
   // 6. labhost up
   double startup_ms = 0;
   int startup_services = 0;
+  // 7. frames streamed to subscribers (camera "frames" topic)
+  double stream_fps = 0, stream_MBps = 0, stream_floor_MBps = 0;  // one subscriber
+  double stream_shared_fps = 0;            // each of 3 subscribers, alone
+  double stream_shared_stalled_fps = 0;    // each of the same 3, with a 4th that stopped reading
+  double stream_stalled_rss_growth_MiB = 0;  // the daemon's, while the 4th did not read
 };
 
 /// Progress lines for a person watching (stderr); may be a no-op.
@@ -89,6 +95,10 @@ void run_connect(std::uint16_t daemon_port, std::uint16_t floor_port, const benc
                  bench_results& r);
 void run_idle(std::uint16_t daemon_port, pid_t daemon_pid, const bench_plan& plan, bench_results& r,
               const progress_fn& progress);
+/// Frames of the streaming camera: to one subscriber (against the floor's 8 MiB round trip),
+/// then to three subscribers, alone and with a fourth that subscribed and stopped reading.
+void run_stream(std::uint16_t daemon_port, pid_t daemon_pid, std::uint16_t floor_port, const bench_plan& plan,
+                bench_results& r);
 /// `labhost up` on a copy of `host_json` (ports rewritten to free ones, plugin_dir absolute).
 void run_startup(const std::filesystem::path& labhost, const std::filesystem::path& host_json,
                  const std::filesystem::path& plugins, const std::filesystem::path& folder,

@@ -38,8 +38,11 @@ std::uint16_t read_listening_port(child_process& process, const std::string& wha
 bench_daemon::bench_daemon(const daemon_settings& settings, const std::filesystem::path& folder)
     : log_file_(folder / "daemon.log") {
   json::object camera_params{{"width", 2048}, {"height", 2048}};
+  // The streaming camera publishes frames as fast as its subscribers take them.
+  json::object streaming_params{{"width", 2048}, {"height", 2048}, {"frame_rate_hz", 0}};
   json::object services{{"laser", json::object{{"driver", "sim_laser"}, {"description", "Tunable laser"}}},
-                        {"camera", json::object{{"driver", "sim_camera"}, {"params", camera_params}}}};
+                        {"camera", json::object{{"driver", "sim_camera"}, {"params", camera_params}}},
+                        {"streaming_camera", json::object{{"driver", "sim_camera"}, {"params", streaming_params}}}};
   json::object daemon{{"address", "127.0.0.1:0"},
                       {"server_type", "threaded"},
                       {"pool_size", settings.pool_size},

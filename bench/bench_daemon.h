@@ -40,8 +40,9 @@ struct daemon_settings {
   double lease_s = 10;
 };
 
-/// `labhost daemon --name bench`: services "laser" (sim_laser) and "camera" (sim_camera,
-/// 2048 x 2048), threaded. Throws std::runtime_error with the daemon's log when it does not
+/// `labhost daemon --name bench`: services "laser" (sim_laser), "camera" (sim_camera,
+/// 2048 x 2048) and "streaming_camera" (the same, publishing frames as fast as they are
+/// taken), threaded. Throws std::runtime_error with the daemon's log when it does not
 /// start.
 class bench_daemon {
  public:

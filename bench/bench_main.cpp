@@ -36,7 +36,7 @@ constexpr const char* usage_text =
     "usage: labhost-bench [--quick] [--json] [--cases LIST] [--plugins DIR] [--host-json FILE]\n"
     "  --quick          a short run (seconds): fewer calls, 100 idle connections instead of 1,000\n"
     "  --json           print one JSON object (keys in docs/performance.md) instead of the table\n"
-    "  --cases LIST     run only these cases, e.g. 1,3 (default: 1,2,3,4,5,6)\n"
+    "  --cases LIST     run only these cases, e.g. 1,3 (default: 1,2,3,4,5,6,7)\n"
     "  --plugins DIR    the simulated drivers (default: ../../plugins from this program)\n"
     "  --host-json FILE host.json for case 6 (default: ../../host.json from this program)\n"
     "  --pool-size N    the bench daemon's pool_size (default 4; for diagnosis)\n"
@@ -44,13 +44,16 @@ constexpr const char* usage_text =
     "                   0: never poll; for diagnosis)\n"
     "  --verbose        progress on stderr (default when stderr is a terminal)\n";
 
-// Targets from design.md, "What fast means here".
+// The targets (docs/performance.md).
 constexpr double seq_rtt_target = 1.3;     // labhost / floor, at most
 constexpr double par_target = 0.7;         // labhost / floor, at least
 constexpr double bulk_target = 0.8;        // labhost / floor, at least
 constexpr int idle_threads_margin = 4;     // "the configured pool plus a few"
 constexpr double idle_rss_target = 50;     // MiB, under
 constexpr double startup_target = 1000;    // ms, under ("well under a second")
+constexpr double stream_target = 0.8;      // one subscriber's MB/s / the floor's, at least
+constexpr double stream_stalled_target = 0.9;  // the others' frames/s beside a stalled subscriber / alone, at least
+constexpr double stream_rss_target = 128;  // MiB the daemon may grow by for a stalled subscriber, under
 constexpr unsigned default_pool_size = 4;  // the bench daemon's, as the repository's main daemon
 constexpr double lease_s = 3;              // heartbeats every second, so case 5 sees them
 
@@ -64,7 +67,7 @@ struct options {
   bool quick = false;
   bool as_json = false;
   bool verbose = false;
-  std::set<int> cases{1, 2, 3, 4, 5, 6};
+  std::set<int> cases{1, 2, 3, 4, 5, 6, 7};
   fs::path plugins;
   fs::path host_json;
   unsigned pool_size = default_pool_size;
@@ -158,7 +161,7 @@ options parse_options(int argc, char** argv, const fs::path& exe_dir) {
           n = std::stoi(item);
         } catch (const std::exception&) {
         }
-        if (n < 1 || n > 6) throw usage_error("--cases: \"" + item + "\" is not a case 1 to 6");
+        if (n < 1 || n > 7) throw usage_error("--cases: \"" + item + "\" is not a case 1 to 7");
         o.cases.insert(n);
       }
     } else if (a == "--help" || a == "-h") {
@@ -201,6 +204,11 @@ struct report {
   }
   bool idle_rss_met() const { return r.idle_rss_MiB < idle_rss_target; }
   bool startup_met() const { return r.startup_ms < startup_target; }
+  bool stream_met() const { return ratio(r.stream_MBps, r.stream_floor_MBps) >= stream_target; }
+  bool stream_stalled_met() const {
+    return ratio(r.stream_shared_stalled_fps, r.stream_shared_fps) >= stream_stalled_target;
+  }
+  bool stream_rss_met() const { return r.stream_stalled_rss_growth_MiB < stream_rss_target; }
 
   std::vector<std::string> missed() const {
     std::vector<std::string> m;
@@ -210,6 +218,9 @@ struct report {
     if (has(5) && !idle_threads_met()) m.push_back("idle_threads");
     if (has(5) && !idle_rss_met()) m.push_back("idle_rss_MiB");
     if (has(6) && !startup_met()) m.push_back("startup_ms");
+    if (has(7) && !stream_met()) m.push_back("stream_ratio");
+    if (has(7) && !stream_stalled_met()) m.push_back("stream_stalled_ratio");
+    if (has(7) && !stream_rss_met()) m.push_back("stream_stalled_rss_growth_MiB");
     return m;
   }
 
@@ -258,6 +269,14 @@ struct report {
     put("idle_open_ms", has(5), num(r.idle_open_ms, 1));
     put("startup_ms", has(6), num(r.startup_ms, 1));
     put("startup_services", has(6), std::to_string(r.startup_services));
+    put("stream_fps", has(7), num(r.stream_fps, 1));
+    put("stream_MBps", has(7), num(r.stream_MBps, 0));
+    put("stream_floor_MBps", has(7), num(r.stream_floor_MBps, 0));
+    put("stream_ratio", has(7), num(ratio(r.stream_MBps, r.stream_floor_MBps), 3));
+    put("stream_shared_fps", has(7), num(r.stream_shared_fps, 1));
+    put("stream_shared_stalled_fps", has(7), num(r.stream_shared_stalled_fps, 1));
+    put("stream_stalled_ratio", has(7), num(ratio(r.stream_shared_stalled_fps, r.stream_shared_fps), 3));
+    put("stream_stalled_rss_growth_MiB", has(7), num(r.stream_stalled_rss_growth_MiB, 1));
     put("call_frame_bytes", true, std::to_string(r.sizes.call));
     put("result_frame_bytes", true, std::to_string(r.sizes.result));
     put("pool_size", true, std::to_string(opts.pool_size));
@@ -335,6 +354,17 @@ struct report {
       row("6 labhost up, repository host.json: ms", 0, r.startup_ms, 0, 1,
           "< " + fixed(startup_target, 0) + "  " + verdict(startup_met()) + " (" +
               std::to_string(r.startup_services) + " services)");
+    if (has(7)) {
+      row("7 camera frames streamed, 1 subscriber: MB/s", ratio(r.stream_MBps, r.stream_floor_MBps), r.stream_MBps,
+          r.stream_floor_MBps, 0, ">= " + fixed(stream_target, 1) + "  " + verdict(stream_met()));
+      row("  frames/s", 0, r.stream_fps, 0, 1, "");
+      row("  3 subscribers, each: frames/s (alone)", 0, r.stream_shared_fps, 0, 1, "");
+      row("  the same beside a 4th that stopped reading", ratio(r.stream_shared_stalled_fps, r.stream_shared_fps),
+          r.stream_shared_stalled_fps, r.stream_shared_fps, 1,
+          ">= " + fixed(stream_stalled_target, 1) + "  " + verdict(stream_stalled_met()));
+      row("  daemon memory grown meanwhile: MiB", 0, r.stream_stalled_rss_growth_MiB, 0, 1,
+          "< " + fixed(stream_rss_target, 0) + "  " + verdict(stream_rss_met()));
+    }
     out << "\nratio: labhost / floor (for calls/s and MB/s, higher is better; for times, lower is)\n";
   }
 
@@ -392,6 +422,10 @@ int run(int argc, char** argv) {
     if (opts.cases.count(5)) {
       progress("case 5: " + std::to_string(plan.idle_conns) + " idle connections");
       run_idle(daemon.port(), daemon.pid(), plan, r, progress);
+    }
+    if (opts.cases.count(7)) {
+      progress("case 7: camera frames streamed to subscribers");
+      run_stream(daemon.port(), daemon.pid(), threaded_floor.port(), plan, r);
     }
   }
   if (opts.cases.count(6)) {

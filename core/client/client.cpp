@@ -5,7 +5,10 @@
 #include <pwd.h>
 #include <unistd.h>
 
+#include <condition_variable>
 #include <cstdlib>
+#include <deque>
+#include <mutex>
 
 #include "../protocol/address.h"
 #include "../protocol/messages.h"
@@ -53,6 +56,143 @@ std::shared_ptr<client> client::connect(const std::string& host, std::uint16_t p
 value client::call(std::string_view service, std::string_view method, list args, map kwargs) {
   protocol::call_message m{std::string(service), std::string(method), std::move(args), std::move(kwargs)};
   return impl_->request(message_type::call, protocol::to_value(m), message_type::result);
+}
+
+void client::call_async(std::string_view service, std::string_view method, list args, map kwargs,
+                        std::function<void(result<value>)> done) {
+  protocol::call_message m{std::string(service), std::string(method), std::move(args), std::move(kwargs)};
+  impl_->session.request_async(message_type::call, protocol::to_value(m),
+                               [done = std::move(done)](result<client_detail::reply_frame> reply) {
+                                 if (!reply) return done(reply.err());
+                                 try {
+                                   done(client_detail::payload_of(std::move(*reply), message_type::result));
+                                 } catch (const remote_error& e) {
+                                   done(e.get());
+                                 }
+                               });
+}
+
+std::future<value> client::call_async(std::string_view service, std::string_view method, list args, map kwargs) {
+  auto promise = std::make_shared<std::promise<value>>();
+  auto future = promise->get_future();
+  call_async(service, method, std::move(args), std::move(kwargs), [promise](result<value> r) {
+    if (r)
+      promise->set_value(std::move(*r));
+    else
+      promise->set_exception(std::make_exception_ptr(remote_error(r.err())));
+  });
+  return future;
+}
+
+void client::call_oneway(std::string_view service, std::string_view method, list args, map kwargs) {
+  protocol::call_message m{std::string(service), std::string(method), std::move(args), std::move(kwargs)};
+  m.oneway = true;
+  impl_->session.send_oneway(message_type::call, protocol::to_value(m));
+}
+
+std::uint64_t client::oneway_failures() const noexcept { return impl_->session.oneway_failures(); }
+
+std::int64_t client::protocol_version() const { return impl_->session.version(); }
+
+// --- Subscriptions.
+
+struct subscription::state {
+  std::mutex mutex;  // guards everything below; with arrived
+  std::condition_variable arrived;
+  std::deque<event> queue;
+  std::size_t capacity = 16;
+  std::uint64_t dropped = 0;  // by the daemon and by this queue
+  std::optional<error> ended;
+  std::function<void(const event&)> callback;  // set: events go there, not to the queue
+
+  /// From the client's reader: one event, or the end.
+  void deliver(result<protocol::event_message> e) {
+    std::unique_lock lock(mutex);
+    if (!e) {
+      if (!ended) ended = e.err();
+      arrived.notify_all();
+      return;
+    }
+    dropped += static_cast<std::uint64_t>(std::max<std::int64_t>(0, e->dropped));
+    event received{static_cast<std::uint32_t>(e->subscription), e->seq, e->dropped, e->time, std::move(e->data)};
+    if (callback) {
+      auto call = callback;
+      lock.unlock();
+      call(received);
+      return;
+    }
+    queue.push_back(std::move(received));
+    if (queue.size() > capacity) {  // next() is not keeping up: the oldest goes, counted
+      queue.pop_front();
+      ++dropped;
+    }
+    arrived.notify_all();
+  }
+};
+
+subscription::subscription(std::shared_ptr<client> owner, std::uint32_t id, std::string topic, std::string type,
+                           std::shared_ptr<state> s)
+    : owner_(std::move(owner)), id_(id), topic_(std::move(topic)), type_(std::move(type)), state_(std::move(s)) {}
+
+subscription::~subscription() {
+  try {
+    unsubscribe();
+  } catch (const remote_error&) {
+    // the daemon is gone, and with it the subscription
+  }
+}
+
+std::optional<event> subscription::next(std::chrono::milliseconds timeout) {
+  std::unique_lock lock(state_->mutex);
+  state_->arrived.wait_for(lock, timeout, [&] { return !state_->queue.empty() || state_->ended; });
+  if (!state_->queue.empty()) {
+    event e = std::move(state_->queue.front());
+    state_->queue.pop_front();
+    return e;
+  }
+  if (state_->ended) throw remote_error(*state_->ended);
+  return std::nullopt;
+}
+
+void subscription::unsubscribe() {
+  {
+    std::lock_guard lock(state_->mutex);
+    if (state_->ended) return;
+    state_->ended = error{errc::connection_lost, "unsubscribed"};
+    state_->arrived.notify_all();
+  }
+  owner_->impl_->session.remove_subscription(id_);
+  owner_->impl_->request(message_type::unsubscribe, protocol::to_value(protocol::unsubscribe_message{id_}),
+                         message_type::result);
+}
+
+std::uint64_t subscription::dropped() const {
+  std::lock_guard lock(state_->mutex);
+  return state_->dropped;
+}
+
+std::unique_ptr<subscription> client::subscribe(std::string_view service, std::string_view topic,
+                                                subscribe_options options) {
+  return subscribe(service, topic, nullptr, options);
+}
+
+std::unique_ptr<subscription> client::subscribe(std::string_view service, std::string_view topic,
+                                                std::function<void(const event&)> on_event,
+                                                subscribe_options options) {
+  if (impl_->session.version() < 2)
+    fail(errc::unsupported_version, "the daemon speaks protocol version 1: no events (subscribe to " +
+                                        std::string(topic) + ")");
+  protocol::subscribe_message m{std::string(service), std::string(topic),
+                                static_cast<std::int64_t>(options.queue), options.max_rate};
+  auto report = protocol::parse_subscription_report(
+      impl_->request(message_type::subscribe, protocol::to_value(m), message_type::result));
+  if (!report) throw remote_error(report.err());
+  auto s = std::make_shared<subscription::state>();
+  s->capacity = std::max<std::size_t>(1, options.queue);
+  s->callback = std::move(on_event);
+  const auto id = static_cast<std::uint32_t>(report->subscription);
+  impl_->session.add_subscription(id, [s](result<protocol::event_message> e) { s->deliver(std::move(e)); });
+  return std::make_unique<subscription>(shared_from_this(), id, report->topic, report->type, s);
 }
 
 daemon_description client::describe() {

@@ -2,10 +2,54 @@
 
 #include <array>
 #include <cstring>
+#include <span>
 
 #include "../protocol/messages.h"
+#include "labhost/value_codec.h"
 
 namespace labhost::client_detail {
+
+namespace {
+
+/// What the first bytes of a payload say about it being one typed array.
+struct array_start {
+  std::size_t prefix = 0;       // bytes before the elements (a shape's dimensions included)
+  bool whole_payload = false;   // the array's elements fill the rest of the payload exactly
+  typed_array array;            // its type and shape, without elements
+};
+
+/// Looks at the start of a value (`head`: at least 6 bytes, or the whole prefix of a shaped
+/// array once its size is known) that fills `value_size` bytes. A shaped array needs its
+/// dimensions read first: `prefix` then says how many bytes that takes.
+array_start one_array_prefix(std::span<const std::uint8_t> head, std::size_t value_size) {
+  array_start start;
+  const auto type = static_cast<element_type>(head[1]);
+  const std::size_t size = element_size(type);
+  if (size == 0 || type == element_type::boolean) return start;  // bool elements are checked by the decoder
+  start.array.type = type;
+  if (head[0] == static_cast<std::uint8_t>(value_kind::array)) {
+    std::uint32_t count;
+    std::memcpy(&count, head.data() + 2, 4);
+    start.prefix = array_prefix_size(0);
+    start.whole_payload = std::uint64_t{count} * size == value_size - start.prefix;
+    return start;
+  }
+  const std::size_t ndim = head[2];
+  if (head[0] != shaped_array_tag || ndim < 2 || ndim > max_array_dimensions) return start;
+  start.prefix = array_prefix_size(ndim);
+  if (head.size() < start.prefix || value_size < start.prefix) return start;  // dimensions not read yet
+  std::uint64_t product = 1;
+  start.array.shape.resize(ndim);
+  for (std::size_t i = 0; i < ndim; ++i) {
+    std::memcpy(&start.array.shape[i], head.data() + 3 + 4 * i, 4);
+    product *= start.array.shape[i];
+    if (product > value_size) product = value_size + 1;  // too many already: no overflow
+  }
+  start.whole_payload = product * size == value_size - start.prefix;
+  return start;
+}
+
+}  // namespace
 
 using protocol::message_type;
 
@@ -17,7 +61,8 @@ constexpr auto idle_check_after = std::chrono::milliseconds(5);  // docs/clients
 
 }  // namespace
 
-result<multiplexer::ticket, multiplexer::send_failure> multiplexer::send(message_type type, const value& payload) {
+result<multiplexer::ticket, multiplexer::send_failure> multiplexer::send(message_type type, const value& payload,
+                                                                         bool expect_reply) {
   auto reply = std::make_shared<waiting_reply>();
   std::uint32_t id;
   {
@@ -26,7 +71,18 @@ result<multiplexer::ticket, multiplexer::send_failure> multiplexer::send(message
     id = next_id_++;
     if (next_id_ == 0) next_id_ = 1;  // 0 is the daemon's, for connection-level errors
     reply->generation = generation_.load();
-    pending_[id] = reply;
+    if (expect_reply) {
+      pending_[id] = reply;
+    } else {
+      // Kept a while, so that the error of a failed oneway call is recognised as one.
+      constexpr std::size_t oneway_ids_kept = 4096;
+      oneway_ids_.push_back(id);
+      oneway_set_.insert(id);
+      if (oneway_ids_.size() > oneway_ids_kept) {
+        oneway_set_.erase(oneway_ids_.front());
+        oneway_ids_.pop_front();
+      }
+    }
   }
   const auto frame = protocol::encode_frame(type, id, payload);
   transport::send_outcome outcome;
@@ -46,6 +102,36 @@ result<multiplexer::ticket, multiplexer::send_failure> multiplexer::send(message
   pending_.erase(id);
   if (generation_.load() == reply->generation) break_locked(*outcome.failure, true);
   return send_failure{broken_.value_or(*outcome.failure), outcome.sent_any};
+}
+
+void multiplexer::abandon(const ticket& t) {
+  std::lock_guard lock(state_mutex_);
+  pending_.erase(t.id);
+}
+
+std::optional<result<reply_frame>> multiplexer::take_if_done(const ticket& t) {
+  std::lock_guard lock(state_mutex_);
+  if (!t.reply->done) return std::nullopt;
+  if (t.reply->failure) return result<reply_frame>(*t.reply->failure);
+  return result<reply_frame>(std::move(t.reply->frame));
+}
+
+bool multiplexer::pump(time_point deadline) {
+  std::unique_lock lock(state_mutex_);
+  if (broken_) return false;
+  if (reader_active_) {
+    state_changed_.wait_until(lock, deadline);
+    return !broken_;
+  }
+  reader_active_ = true;
+  lock.unlock();
+  auto outcome = read_one(deadline, false, true);
+  lock.lock();
+  reader_active_ = false;
+  state_changed_.notify_all();
+  if (outcome.failure && !(outcome.failure->code == errc::timeout && !outcome.inside_frame))
+    break_locked(*outcome.failure, true);
+  return !broken_;
 }
 
 reply_frame multiplexer::wait(ticket t, std::optional<time_point> deadline, std::chrono::milliseconds allowed,
@@ -84,40 +170,64 @@ reply_frame multiplexer::wait(ticket t, std::optional<time_point> deadline, std:
   return std::move(t.reply->frame);
 }
 
-multiplexer::read_outcome multiplexer::read_one(std::optional<time_point> deadline, bool busy_poll) {
+multiplexer::read_outcome multiplexer::read_one(std::optional<time_point> deadline, bool busy_poll,
+                                                bool deadline_to_begin) {
   std::array<std::uint8_t, protocol::header_size> header_bytes;
   std::size_t header_read = 0;
-  if (auto e = link_.read_exact(header_bytes.data(), header_bytes.size(), deadline, busy_poll, &header_read))
-    return {std::move(e), header_read > 0};
+  if (auto e = link_.read_exact(header_bytes.data(), header_bytes.size(), deadline, busy_poll, &header_read)) {
+    if (!(deadline_to_begin && e->code == errc::timeout && header_read > 0)) return {std::move(e), header_read > 0};
+    // The frame has begun: the rest comes whatever the time.
+    if (auto rest = link_.read_exact(header_bytes.data() + header_read, header_bytes.size() - header_read,
+                                     std::nullopt, false))
+      return {std::move(rest), true};
+  }
+  if (deadline_to_begin) deadline.reset();
   auto header = protocol::parse_header(header_bytes, max_frame_bytes_);
   if (!header) return {header.err(), true};
   reply_frame frame;
   frame.type = header->type;
   auto read_rest = [&](std::uint8_t* into, std::size_t size) { return link_.read_exact(into, size, deadline, busy_poll); };
-  constexpr std::size_t array_prefix = 6;  // tag, element type, u32 count
-  if (header->type == message_type::result && header->payload_size > array_prefix) {
-    // A bulk result (a camera frame) is usually one typed array: read its elements straight
-    // into the array that the caller gets, with no intermediate copy.
-    frame.payload.resize(array_prefix);
-    if (auto e = read_rest(frame.payload.data(), array_prefix)) return {std::move(e), true};
-    std::uint32_t count;
-    std::memcpy(&count, frame.payload.data() + 2, 4);
-    const auto type = static_cast<element_type>(frame.payload[1]);
-    if (frame.payload[0] == static_cast<std::uint8_t>(value_kind::array) && element_size(type) != 0 &&
-        std::uint64_t{count} * element_size(type) == header->payload_size - array_prefix) {
-      typed_array a;
-      a.type = type;
-      a.data.resize(header->payload_size - array_prefix);
+  // A bulk result (a camera frame), or an event carrying one, is usually one typed array:
+  // its elements are read straight into the array the caller gets, with no intermediate copy.
+  // `value_at`: where the value starts in the payload (after an event's envelope).
+  constexpr std::size_t flat_prefix = array_prefix_size(0);  // tag, element type, u32 count
+  const std::size_t payload_size = header->payload_size;
+  std::size_t value_at = 0;
+  bool in_place_candidate = header->type == message_type::result && payload_size > flat_prefix;
+  if (header->type == message_type::event && payload_size > protocol::event_envelope_size + flat_prefix) {
+    frame.payload.resize(protocol::event_envelope_size);
+    if (auto e = read_rest(frame.payload.data(), frame.payload.size())) return {std::move(e), true};
+    value_at = protocol::event_envelope_size;
+    in_place_candidate = protocol::read_event_envelope(frame.payload).has_value();
+  }
+  auto read_remaining = [&]() -> std::optional<error> {
+    const std::size_t have = frame.payload.size();
+    frame.payload.resize(payload_size);
+    return read_rest(frame.payload.data() + have, payload_size - have);
+  };
+  if (in_place_candidate) {
+    frame.payload.resize(value_at + flat_prefix);
+    if (auto e = read_rest(frame.payload.data() + value_at, flat_prefix)) return {std::move(e), true};
+    const std::size_t value_size = payload_size - value_at;
+    auto head_of_value = [&] { return std::span<const std::uint8_t>(frame.payload).subspan(value_at); };
+    auto in_place = one_array_prefix(head_of_value(), value_size);
+    if (in_place.prefix > flat_prefix && in_place.prefix <= value_size) {  // a shape's dimensions
+      frame.payload.resize(value_at + in_place.prefix);
+      if (auto e = read_rest(frame.payload.data() + value_at + flat_prefix, in_place.prefix - flat_prefix))
+        return {std::move(e), true};
+      in_place = one_array_prefix(head_of_value(), value_size);
+    }
+    if (in_place.whole_payload) {
+      typed_array a = std::move(in_place.array);
+      a.data.resize(value_size - in_place.prefix);
       if (auto e = read_rest(a.data.data(), a.data.size())) return {std::move(e), true};
       frame.array = value(std::move(a));
-    } else {
-      frame.payload.resize(header->payload_size);
-      if (auto e = read_rest(frame.payload.data() + array_prefix, frame.payload.size() - array_prefix))
-        return {std::move(e), true};
+      frame.payload.resize(value_at);  // an event keeps its envelope; a result keeps nothing
+    } else if (auto e = read_remaining()) {
+      return {std::move(e), true};
     }
-  } else {
-    frame.payload.resize(header->payload_size);
-    if (auto e = read_rest(frame.payload.data(), frame.payload.size())) return {std::move(e), true};
+  } else if (auto e = read_remaining()) {
+    return {std::move(e), true};
   }
   if (header->request_id == 0 && header->type == message_type::error) {
     // Request id 0 is never used by requests: it carries a connection-level error (busy,
@@ -125,13 +235,26 @@ multiplexer::read_outcome multiplexer::read_one(std::optional<time_point> deadli
     auto decoded = protocol::decode_payload(frame.payload);
     return {decoded ? protocol::parse_error(*decoded) : decoded.err(), false};
   }
-  std::lock_guard lock(state_mutex_);
-  auto it = pending_.find(header->request_id);
-  if (it != pending_.end()) {  // replies nobody waits for (abandoned on timeout) are dropped
-    it->second->done = true;
-    it->second->frame = std::move(frame);
-    pending_.erase(it);
-    state_changed_.notify_all();
+  if (header->type == message_type::event) {
+    if (event_handler_) event_handler_(header->request_id, std::move(frame));
+    return {};
+  }
+  bool oneway_failed = false;
+  {
+    std::lock_guard lock(state_mutex_);
+    auto it = pending_.find(header->request_id);
+    if (it != pending_.end()) {  // replies nobody waits for (abandoned on timeout) are dropped
+      it->second->done = true;
+      it->second->frame = std::move(frame);
+      pending_.erase(it);
+      state_changed_.notify_all();
+      return {};
+    }
+    oneway_failed = header->type == message_type::error && oneway_set_.count(header->request_id) != 0;
+  }
+  if (oneway_failed && oneway_handler_) {
+    auto decoded = protocol::decode_payload(frame.payload);
+    oneway_handler_(decoded ? protocol::parse_error(*decoded) : decoded.err());
   }
   return {};
 }

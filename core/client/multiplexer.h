@@ -6,6 +6,10 @@
 // reply. A lone sequential caller thus reads its own reply: no thread hop, no extra wakeup.
 // When the link breaks, every waiting request fails with the error it broke with; the
 // session above decides whether to reconnect (replace()).
+// Frames that answer no waiting request go elsewhere: `event` frames to the event handler,
+// the `error` of a oneway call (sent without waiting) to the oneway-failure handler. Both
+// run on the reading thread, with no lock held. A session with asynchronous work keeps a
+// thread reading (pump()), so that replies and events arrive with nobody waiting.
 // Thread-safety: every member may be called from any thread.
 #ifndef LABHOST_CLIENT_MULTIPLEXER_H
 #define LABHOST_CLIENT_MULTIPLEXER_H
@@ -14,6 +18,9 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <deque>
+#include <functional>
+#include <set>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -31,7 +38,9 @@ namespace labhost::client_detail {
 struct reply_frame {
   protocol::message_type type = protocol::message_type::error;
   std::vector<std::uint8_t> payload;
-  std::optional<value> array;  // a result that is one typed array, read straight into place
+  // A result that is one typed array, or an event's value that is one, read straight into
+  // place; an event's payload then holds only its envelope (protocol::event_envelope_size).
+  std::optional<value> array;
 };
 
 /// A request's slot in the table of waiting replies (guarded by the multiplexer's mutex).
@@ -61,8 +70,24 @@ class multiplexer {
   };
 
   /// Registers a request and writes its frame (request id filled in). A failed write breaks
-  /// the link for everyone.
-  result<ticket, send_failure> send(protocol::message_type type, const value& payload);
+  /// the link for everyone. A oneway request (`expect_reply` false) is not registered: only
+  /// its error may come back, to the oneway-failure handler.
+  result<ticket, send_failure> send(protocol::message_type type, const value& payload, bool expect_reply = true);
+  /// Forgets a request nobody will wait for any more (a timed-out asynchronous call).
+  void abandon(const ticket& t);
+  /// The reply of a request, or the error its link broke with, once there is one; never waits.
+  std::optional<result<reply_frame>> take_if_done(const ticket& t);
+
+  /// Where event frames go (id = subscription id), and the errors of oneway calls. Set before
+  /// any frame is read; called on the reading thread, unlocked.
+  void on_event(std::function<void(std::uint32_t id, reply_frame frame)> handler) { event_handler_ = std::move(handler); }
+  void on_oneway_failure(std::function<void(const error&)> handler) { oneway_handler_ = std::move(handler); }
+
+  /// Reads one frame when nobody else reads (waiting at most until `deadline` for it to
+  /// begin; a frame that began is read whole), else waits until the reader hands something
+  /// over or `deadline`. False when the link is broken.
+  bool pump(time_point deadline);
+
   /// Waits for a sent request's reply, as reader or follower, until `deadline` when set
   /// (`allowed` is that wait, for the message). Throws remote_error: timeout, or the error
   /// the link broke with. A deadline that passes inside a frame drops the link.
@@ -93,8 +118,9 @@ class multiplexer {
     std::optional<error> failure;
     bool inside_frame = false;  // part of a frame had been read: the stream is out of step
   };
-  /// Reads one frame and hands it to its waiter. Called by the reader only, unlocked.
-  read_outcome read_one(std::optional<time_point> deadline, bool busy_poll);
+  /// Reads one frame and hands it to its waiter. Called by the reader only, unlocked. With
+  /// `deadline_to_begin`, the deadline bounds only the wait for the frame's first byte.
+  read_outcome read_one(std::optional<time_point> deadline, bool busy_poll, bool deadline_to_begin = false);
   void break_locked(const error& e, bool abortive);  // REQUIRES: state_mutex_ held
 
   const std::uint32_t max_frame_bytes_;
@@ -109,6 +135,10 @@ class multiplexer {
   std::atomic<std::uint64_t> generation_{0};  // bumped when link_ is replaced
   std::atomic<bool> link_broken_{false};     // broken_ is set: nothing more is written
   std::atomic<time_point::rep> last_sent_{0};
+  std::function<void(std::uint32_t, reply_frame)> event_handler_;
+  std::function<void(const error&)> oneway_handler_;
+  std::deque<std::uint32_t> oneway_ids_;  // the latest oneway requests, oldest first (state_mutex_)
+  std::set<std::uint32_t> oneway_set_;    // the same, to look up (state_mutex_)
 };
 
 }  // namespace labhost::client_detail

@@ -62,6 +62,18 @@ client_options with_defaults(client_options options) {
   return options;
 }
 
+result<protocol::event_message> event_of(reply_frame frame) {
+  if (frame.array) {  // the value was read in place after the envelope
+    auto event = protocol::read_event_envelope(frame.payload);
+    if (!event) return error{errc::bad_message, "event: malformed envelope"};
+    event->data = std::move(*frame.array);
+    return std::move(*event);
+  }
+  auto decoded = protocol::decode_payload(frame.payload);
+  if (!decoded) return decoded.err();
+  return protocol::parse_event(std::move(*decoded));
+}
+
 value payload_of(reply_frame reply, message_type expected) {
   if (reply.array && reply.type == expected) return std::move(*reply.array);
   auto decoded = protocol::decode_payload(reply.payload);
@@ -75,6 +87,11 @@ value payload_of(reply_frame reply, message_type expected) {
 
 session::session(std::string host, std::uint16_t port, client_options options)
     : host_(std::move(host)), port_(port), options_(std::move(options)), mux_(options_.max_frame_bytes) {
+  mux_.on_event([this](std::uint32_t id, reply_frame frame) { route_event(id, std::move(frame)); });
+  mux_.on_oneway_failure([this](const error& e) {
+    ++oneway_failures_;
+    if (options_.on_oneway_error) options_.on_oneway_error(e);
+  });
   auto [link, welcome] = open_link("");
   mux_.replace(std::move(link));
   lease_ms_ = welcome.lease_ms;
@@ -82,7 +99,10 @@ session::session(std::string host, std::uint16_t port, client_options options)
   if (options_.heartbeats && lease_ms_.load() > 0) heartbeat_thread_ = std::thread([this] { heartbeat_loop(); });
 }
 
-session::~session() { close(); }
+session::~session() {
+  close();
+  if (pump_thread_.joinable()) pump_thread_.detach();  // closed from its own callback: it leaves by itself
+}
 
 std::pair<transport, protocol::welcome_message> session::open_link(const std::string& token) {
   const auto deadline = std::chrono::steady_clock::now() + options_.connect_timeout;
@@ -95,6 +115,8 @@ std::pair<transport, protocol::welcome_message> session::open_link(const std::st
   protocol::hello_message hello;
   hello.client_name = options_.client_name;
   hello.pid = ::getpid();
+  hello.min_version = protocol::oldest_protocol_version;
+  hello.max_version = protocol::protocol_version;
   hello.session_token = token;
   if (!options_.secret.empty()) hello.client_nonce = protocol::random_nonce();
   auto send = [&](message_type type, std::uint32_t id, const value& payload) {
@@ -144,14 +166,28 @@ bool session::reconnect(bool on_demand) {
   }
   mux_.replace(std::move(fresh.first));
   lease_ms_ = fresh.second.lease_ms;
-  std::lock_guard lock(welcome_mutex_);
-  welcome_ = std::move(fresh.second);
-  return welcome_.resumed;
+  const bool resumed = fresh.second.resumed;
+  {
+    std::lock_guard lock(welcome_mutex_);
+    welcome_ = std::move(fresh.second);
+  }
+  // A new session has none of the old one's subscriptions: their streams end here.
+  if (!resumed)
+    fail_subscriptions(error{errc::connection_lost, "the daemon no longer had this session (it restarted, or the "
+                                                    "lease passed): its subscriptions ended"});
+  return resumed;
 }
 
 reply_frame session::request(message_type type, const value& payload, std::chrono::milliseconds extra_wait,
                              bool busy_poll) {
-  multiplexer::ticket sent_request;
+  multiplexer::ticket sent_request = send_request(type, payload, true);
+  std::optional<std::chrono::steady_clock::time_point> deadline;
+  const auto allowed = options_.timeout + extra_wait;
+  if (options_.timeout.count() > 0) deadline = std::chrono::steady_clock::now() + allowed;
+  return mux_.wait(std::move(sent_request), deadline, allowed, busy_poll);
+}
+
+multiplexer::ticket session::send_request(message_type type, const value& payload, bool expect_reply) {
   for (int attempt = 1;; ++attempt) {
     if (closing_) fail(errc::connection_lost, "the client closed this connection");
     // Rule 5: a link the daemon closed while it was idle is replaced before, not after, the
@@ -160,19 +196,153 @@ reply_frame session::request(message_type type, const value& payload, std::chron
       mux_.break_link(error{errc::connection_lost, "the daemon closed the connection"}, true);
     if (options_.reconnect)
       if (auto broken = mux_.broken(); broken && may_reconnect(*broken)) reconnect(false);
-    auto sent = mux_.send(type, payload);
-    if (sent) {
-      sent_request = std::move(*sent);
-      break;
-    }
+    auto sent = mux_.send(type, payload, expect_reply);
+    if (sent) return std::move(*sent);
     // Rule 4: not a byte of it went out, so it surely did not run: once more on a new link.
     if (sent.err().sent_any || attempt == 2 || !options_.reconnect || !may_reconnect(sent.err().failure))
       throw remote_error(sent.err().failure);
   }
-  std::optional<std::chrono::steady_clock::time_point> deadline;
-  const auto allowed = options_.timeout + extra_wait;
-  if (options_.timeout.count() > 0) deadline = std::chrono::steady_clock::now() + allowed;
-  return mux_.wait(std::move(sent_request), deadline, allowed, busy_poll);
+}
+
+void session::request_async(message_type type, const value& payload, completion done) {
+  async_request r;
+  r.ticket = send_request(type, payload, true);
+  if (options_.timeout.count() > 0) r.deadline = std::chrono::steady_clock::now() + options_.timeout;
+  r.done = std::move(done);
+  std::lock_guard lock(async_mutex_);
+  async_requests_.push_back(std::move(r));
+  ensure_pump_locked();
+}
+
+void session::send_oneway(message_type type, const value& payload) { send_request(type, payload, false); }
+
+std::int64_t session::version() const {
+  std::lock_guard lock(welcome_mutex_);
+  return welcome_.version;
+}
+
+void session::add_subscription(std::uint32_t id, event_handler handler) {
+  std::vector<reply_frame> early;
+  {
+    std::lock_guard lock(async_mutex_);
+    if (auto it = unclaimed_events_.find(id); it != unclaimed_events_.end()) {
+      early = std::move(it->second);
+      unclaimed_count_ -= early.size();
+      for (const auto& f : early)
+        unclaimed_bytes_ -= f.payload.size() + (f.array ? f.array->as_array().data.size() : 0);
+      unclaimed_events_.erase(it);
+    }
+    subscriptions_[id] = handler;
+    retired_subscriptions_.erase(id);
+    ensure_pump_locked();
+  }
+  for (auto& frame : early) handler(event_of(std::move(frame)));
+}
+
+void session::remove_subscription(std::uint32_t id) {
+  std::lock_guard lock(async_mutex_);
+  if (subscriptions_.erase(id) != 0) retired_subscriptions_.insert(id);  // its late events are dropped
+}
+
+void session::route_event(std::uint32_t id, reply_frame frame) {
+  event_handler handler;
+  {
+    std::lock_guard lock(async_mutex_);
+    auto it = subscriptions_.find(id);
+    if (it == subscriptions_.end()) {
+      if (retired_subscriptions_.count(id) != 0) return;  // unsubscribed: on its way before that
+      // The subscribe reply was read, but its caller has not taken it yet: keep a few.
+      constexpr std::size_t unclaimed_kept = 64;
+      constexpr std::size_t unclaimed_bytes_kept = 64u << 20;
+      const std::size_t bytes = frame.payload.size() + (frame.array ? frame.array->as_array().data.size() : 0);
+      if (unclaimed_count_ < unclaimed_kept && unclaimed_bytes_ + bytes <= unclaimed_bytes_kept) {
+        unclaimed_events_[id].push_back(std::move(frame));
+        ++unclaimed_count_;
+        unclaimed_bytes_ += bytes;
+      }
+      return;
+    }
+    handler = it->second;
+  }
+  handler(event_of(std::move(frame)));
+}
+
+void session::fail_subscriptions(const error& e) {
+  std::map<std::uint32_t, event_handler> ended;
+  {
+    std::lock_guard lock(async_mutex_);
+    ended.swap(subscriptions_);
+    unclaimed_events_.clear();
+    unclaimed_count_ = 0;
+    unclaimed_bytes_ = 0;
+  }
+  for (auto& [id, handler] : ended) handler(e);
+}
+
+void session::ensure_pump_locked() {
+  if (pump_running_ || closing_) return;
+  if (pump_thread_.joinable()) pump_thread_.join();  // the last one has left (pump_running_ false)
+  pump_running_ = true;
+  pump_thread_ = std::thread([this] { pump_loop(); });
+}
+
+void session::complete_async() {
+  std::vector<std::pair<completion, result<reply_frame>>> finished;
+  {
+    std::lock_guard lock(async_mutex_);
+    const auto now = std::chrono::steady_clock::now();
+    std::erase_if(async_requests_, [&](async_request& r) {
+      if (auto outcome = mux_.take_if_done(r.ticket)) {
+        finished.emplace_back(std::move(r.done), std::move(*outcome));
+        return true;
+      }
+      if (r.deadline && now >= *r.deadline) {
+        mux_.abandon(r.ticket);
+        finished.emplace_back(std::move(r.done), error{errc::timeout, "no reply within " +
+                                                                          std::to_string(options_.timeout.count()) + " ms"});
+        return true;
+      }
+      return false;
+    });
+  }
+  for (auto& [done, outcome] : finished) done(std::move(outcome));
+}
+
+void session::pump_loop() {
+  auto retry_after = std::chrono::milliseconds(100);
+  while (true) {
+    {
+      std::unique_lock lock(async_mutex_);
+      if (closing_ || (async_requests_.empty() && subscriptions_.empty())) {
+        pump_running_ = false;
+        break;
+      }
+    }
+    if (mux_.pump(std::chrono::steady_clock::now() + std::chrono::milliseconds(100))) {
+      retry_after = std::chrono::milliseconds(100);
+      complete_async();
+      continue;
+    }
+    complete_async();  // the break failed every request in flight
+    auto broken = mux_.broken();
+    if (!broken) continue;
+    if (!options_.reconnect || !may_reconnect(*broken)) {
+      fail_subscriptions(*broken);
+      continue;
+    }
+    try {
+      reconnect(false);
+    } catch (const remote_error& e) {
+      if (!may_reconnect(e.get()) || closing_) {
+        fail_subscriptions(e.get());
+        continue;
+      }
+      // Not reachable yet: again a little later (a daemon restarting), unless closed.
+      std::unique_lock lock(async_mutex_);
+      async_wake_.wait_for(lock, retry_after, [&] { return closing_.load(); });
+      retry_after = std::min(retry_after * 2, std::chrono::milliseconds(2000));
+    }
+  }
 }
 
 bool session::resume() {
@@ -191,6 +361,13 @@ void session::close() {
   // After the break: a heartbeat waiting for a pong from a daemon that stopped answering
   // is woken by it, rather than holding close() up.
   stop_heartbeats();
+  {
+    std::lock_guard lock(async_mutex_);
+  }
+  async_wake_.notify_all();
+  if (pump_thread_.joinable() && pump_thread_.get_id() != std::this_thread::get_id()) pump_thread_.join();
+  complete_async();  // what was still in flight failed with the break
+  fail_subscriptions(error{errc::connection_lost, "the client closed this connection"});
 }
 
 std::string session::token() const {

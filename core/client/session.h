@@ -1,8 +1,10 @@
 // session.h: the client's session with one daemon, the top layer under the public API
 // (docs/clients.md): the handshake (hello, and the secret's challenge), reconnecting and
 // resuming after a break, heartbeats, and the rules of when a request is sent again.
+// Asynchronous work (calls whose reply nobody waits for in a call, subscriptions' events)
+// is served by a pump thread that reads while there is any, and reconnects after a break.
 // Thread-safety: every member may be called from any thread. Not movable: the heartbeat
-// thread holds `this`.
+// and pump threads hold `this`.
 #ifndef LABHOST_CLIENT_SESSION_H
 #define LABHOST_CLIENT_SESSION_H
 
@@ -10,10 +12,15 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
+#include <map>
 #include <mutex>
+#include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <utility>
+#include <vector>
 
 #include "../protocol/messages.h"
 #include "labhost/client.h"
@@ -26,6 +33,9 @@ namespace labhost::client_detail {
 /// options.use_environment is off, the secret and TLS files from the environment.
 /// Throws remote_error(auth_failed) for a $LABHOST_SECRET_FILE that holds no secret.
 client_options with_defaults(client_options options);
+
+/// An event frame's message (its value read in place, or decoded).
+result<protocol::event_message> event_of(reply_frame frame);
 
 /// A reply's payload as a value; an error reply, or another type than `expected`, throws.
 value payload_of(reply_frame reply, protocol::message_type expected);
@@ -43,6 +53,26 @@ class session {
   /// request of which no byte went out (rule 4). Throws remote_error.
   reply_frame request(protocol::message_type type, const value& payload,
                       std::chrono::milliseconds extra_wait = std::chrono::milliseconds::zero(), bool busy_poll = true);
+
+  /// Sends a request whose reply (or failure: the link broke, the options' timeout passed)
+  /// goes to `done`, on the pump thread. Throws remote_error when it cannot be sent.
+  using completion = std::function<void(result<reply_frame>)>;
+  void request_async(protocol::message_type type, const value& payload, completion done);
+  /// Sends a request that wants no reply (a oneway call). Throws remote_error when it cannot
+  /// be sent; its failure, if the daemon reports one, goes to the options' on_oneway_error.
+  void send_oneway(protocol::message_type type, const value& payload);
+
+  /// Where the events of subscription `id` go, on the pump thread; an error ends it (the
+  /// client closed, the daemon lost the session). Events that came before this are handed
+  /// over first.
+  using event_handler = std::function<void(result<protocol::event_message>)>;
+  void add_subscription(std::uint32_t id, event_handler handler);
+  void remove_subscription(std::uint32_t id);
+
+  /// The protocol version of the session (welcome).
+  std::int64_t version() const;
+  /// Oneway calls the daemon reported as failed.
+  std::uint64_t oneway_failures() const noexcept { return oneway_failures_.load(); }
 
   /// Drops the link the way a network failure would, reconnects and presents the token,
   /// whatever broke the link before. True when the daemon still had the session.
@@ -65,6 +95,17 @@ class session {
   bool may_reconnect(const error& e) const noexcept;
   void heartbeat_loop();
   void stop_heartbeats();
+  /// Sends a request, reconnecting first when rules 3 to 5 say so.
+  multiplexer::ticket send_request(protocol::message_type type, const value& payload, bool expect_reply);
+  /// An event frame from the reader: to its subscription's handler, or kept until one comes.
+  void route_event(std::uint32_t id, reply_frame frame);
+  /// Ends every subscription with `e` (the session is gone).
+  void fail_subscriptions(const error& e);
+  /// Starts the pump thread unless it runs. REQUIRES: async_mutex_ held.
+  void ensure_pump_locked();
+  void pump_loop();
+  /// Completes the asynchronous requests that got their reply or timed out.
+  void complete_async();
 
   const std::string host_;
   const std::uint16_t port_;
@@ -80,6 +121,23 @@ class session {
   std::condition_variable heartbeat_wake_;
   bool heartbeats_stopped_ = false;
   std::thread heartbeat_thread_;
+
+  struct async_request {
+    multiplexer::ticket ticket;
+    std::optional<std::chrono::steady_clock::time_point> deadline;
+    completion done;
+  };
+  mutable std::mutex async_mutex_;  // guards everything below; with async_wake_
+  std::condition_variable async_wake_;
+  std::vector<async_request> async_requests_;
+  std::map<std::uint32_t, event_handler> subscriptions_;
+  std::map<std::uint32_t, std::vector<reply_frame>> unclaimed_events_;  // before their handler
+  std::size_t unclaimed_count_ = 0;
+  std::size_t unclaimed_bytes_ = 0;
+  std::set<std::uint32_t> retired_subscriptions_;  // unsubscribed: their late events are dropped
+  bool pump_running_ = false;
+  std::thread pump_thread_;
+  std::atomic<std::uint64_t> oneway_failures_{0};
 };
 
 }  // namespace labhost::client_detail

@@ -216,6 +216,9 @@ daemon_config parse_daemon(const std::string& path, const std::string& name, con
   d.handshake_timeout = std::chrono::milliseconds(
       static_cast<std::int64_t>(r.number("handshake_timeout_s", 10.0, 0.1, 3600.0) * 1000.0));
   d.max_requests_in_flight = static_cast<unsigned>(r.integer("max_requests_in_flight", 64, 1, 100000));
+  d.max_subscriptions = static_cast<unsigned>(r.integer("max_subscriptions", 64, 1, 100000));
+  d.subscriber_queue_bytes = static_cast<std::uint64_t>(
+      r.integer("subscriber_queue_bytes", std::int64_t{64} << 20, 4096, std::int64_t{1} << 40));
   d.max_value_depth = static_cast<unsigned>(r.integer("max_value_depth", limits::default_max_value_depth, 2, 10000));
   d.max_value_items = static_cast<unsigned>(r.integer("max_value_items", limits::default_max_value_items, 16, 1 << 30));
   if (const json::value* secret = r.optional("admin_secret_file")) {
@@ -232,7 +235,7 @@ daemon_config parse_daemon(const std::string& path, const std::string& name, con
   }
   r.refuse_unknown_keys({"address", "server_type", "pool_size", "busy_poll_us", "max_connections", "lockable",
                          "lease_s", "max_frame_bytes", "handshake_timeout_s", "max_requests_in_flight",
-                         "max_value_depth", "max_value_items", "admin_secret_file", "services"});
+                         "max_subscriptions", "subscriber_queue_bytes", "max_value_depth", "max_value_items", "admin_secret_file", "services"});
   return d;
 }
 
@@ -407,7 +410,8 @@ std::string fingerprint(const daemon_config& d, const host_config& host) {
     << server_type_name(d.type) << '|' << d.pool_size << '|' << d.busy_poll.count() << '|' << d.max_connections << '|'
     << d.lockable << '|' << d.lease.count() << '|' << d.max_frame_bytes << '|' << d.admin_secret_file.string() << '|'
     << d.auth_secret_file.string() << '|' << d.insecure << '|' << d.handshake_timeout.count() << '|'
-    << d.max_requests_in_flight << '|' << d.max_value_depth << '|' << d.max_value_items
+    << d.max_requests_in_flight << '|' << d.max_subscriptions << '|' << d.subscriber_queue_bytes << '|'
+    << d.max_value_depth << '|' << d.max_value_items
     << "|tls=" << d.tls.cert_file.string() << ',' << d.tls.key_file.string() << ',' << d.tls.ca_file.string() << ','
     << d.tls.verify_clients;
   for (const auto& ns : d.register_with) f << "|ns=" << ns.to_string();

@@ -64,6 +64,8 @@ struct daemon_config {
   tls_config tls;                           // host-wide "tls"; disabled: plain TCP
   std::chrono::milliseconds handshake_timeout{10'000};  // a connection silent this long is dropped
   unsigned max_requests_in_flight = 64;     // per session; beyond, requests get busy
+  unsigned max_subscriptions = 64;          // per session; beyond, subscribe gets busy
+  std::uint64_t subscriber_queue_bytes = 64u << 20;  // events one subscription keeps, at most
   unsigned max_value_depth = limits::default_max_value_depth;       // nesting of lists and maps in one value
   unsigned max_value_items = limits::default_max_value_items;    // list and map entries in one value
   std::vector<endpoint_address> register_with;  // nameservers this daemon registers with

@@ -23,6 +23,10 @@ namespace {
 constexpr std::size_t required_descriptor_size =
     offsetof(labhost_driver_descriptor, invoke) + sizeof(labhost_driver_descriptor::invoke);
 
+/// True when a descriptor of `struct_size` bytes holds the field that ends at `field_end`.
+constexpr bool holds(std::uint32_t struct_size, std::size_t field_end) { return struct_size >= field_end; }
+#define LABHOST_FIELD_END(field) (offsetof(labhost_driver_descriptor, field) + sizeof(labhost_driver_descriptor::field))
+
 std::string abi_text(std::uint32_t abi) {
   return std::to_string(abi >> 16) + "." + std::to_string(abi & 0xFFFF);
 }
@@ -123,10 +127,10 @@ std::string_view load_failure_name(load_failure failure) noexcept {
 plugin_library::plugin_library(std::shared_ptr<opened> library,
                                const labhost_driver_descriptor* descriptor, plugin_info info)
     : library_(std::move(library)), descriptor_(descriptor), info_(std::move(info)) {
-  has_close_ = descriptor_->struct_size >=
-               offsetof(labhost_driver_descriptor, close) + sizeof(descriptor_->close);
-  has_health_ = descriptor_->struct_size >=
-                offsetof(labhost_driver_descriptor, health) + sizeof(descriptor_->health);
+  has_close_ = holds(descriptor_->struct_size, LABHOST_FIELD_END(close));
+  has_health_ = holds(descriptor_->struct_size, LABHOST_FIELD_END(health));
+  has_events_ = holds(descriptor_->struct_size, LABHOST_FIELD_END(attach_events)) &&
+                descriptor_->attach_events != nullptr && !info_.topics.empty();
 }
 
 result<std::shared_ptr<const plugin_library>, load_error> plugin_library::load(const std::filesystem::path& file) {
@@ -188,9 +192,19 @@ result<std::shared_ptr<const plugin_library>, load_error> plugin_library::load(c
   info.vendor = safe(d->vendor);
   info.description = safe(d->description);
   info.abi_version = d->abi_version;
+  // Since 1.2: method flags and topics; a shorter (older) descriptor has neither.
+  const bool has_1_2_fields = holds(d->struct_size, LABHOST_FIELD_END(attach_events));
+  const std::uint32_t* flags = has_1_2_fields ? d->method_flags : nullptr;
+  if (has_1_2_fields && d->topic_count > 0) {
+    if (d->topics == nullptr)
+      return load_error{load_failure::bad_descriptor, shown + ": descriptor counts topics but lists none"};
+    for (std::uint32_t t = 0; t < d->topic_count; ++t)
+      info.topics.push_back({safe(d->topics[t].name), safe(d->topics[t].type), safe(d->topics[t].doc)});
+  }
   for (std::uint32_t m = 0; m < d->method_count; ++m) {
     const labhost_method_info& mi = d->methods[m];
     method_description md{safe(mi.name), {}, safe(mi.returns), safe(mi.doc)};
+    md.oneway = flags != nullptr && (flags[m] & LABHOST_METHOD_ONEWAY) != 0;
     if (mi.param_count > 0 && mi.params == nullptr)
       return load_error{load_failure::bad_descriptor,
                         shown + ": method " + md.name + " lists parameters without names"};
@@ -210,7 +224,8 @@ int plugin_library::method_index(std::string_view name) const noexcept {
   return -1;
 }
 
-result<std::unique_ptr<driver_instance>> plugin_library::create(const value& params) const {
+result<std::unique_ptr<driver_instance>> plugin_library::create(const value& params,
+                                                                std::size_t max_event_bytes) const {
   std::vector<std::uint8_t> encoded = encode(params);
   std::vector<std::uint8_t> message;
   vector_output output{&message, 64 * 1024};
@@ -220,7 +235,13 @@ result<std::unique_ptr<driver_instance>> plugin_library::create(const value& par
     std::string text = message.empty() ? "create failed" : text_of(message);
     return error{status_to_errc(status), info_.name + ": " + text};
   }
-  return std::make_unique<driver_instance>(shared_from_this(), handle);
+  auto instance = std::make_unique<driver_instance>(shared_from_this(), handle);
+  if (has_events_) {
+    // Before any call: the driver may start publishing from here on.
+    instance->events_ = std::make_shared<event_hub>(info_.topics, max_event_bytes);
+    descriptor_->attach_events(handle, instance->events_->abi());
+  }
+  return instance;
 }
 
 driver_instance::driver_instance(std::shared_ptr<const plugin_library> library,
@@ -230,6 +251,7 @@ driver_instance::driver_instance(std::shared_ptr<const plugin_library> library,
 driver_instance::~driver_instance() {
   close();
   library_->descriptor_->destroy(handle_);
+  if (events_) events_->close();  // a driver without close() may publish until destroy
 }
 
 std::optional<error> driver_instance::invoke(std::uint32_t method_index,
@@ -263,6 +285,7 @@ std::optional<error> driver_instance::close() {
   std::vector<std::uint8_t> message;
   vector_output output{&message, 64 * 1024};
   int status = library_->descriptor_->close(handle_, &output.sink);
+  if (events_) events_->close();  // its threads have stopped publishing (driver_abi.h)
   if (status == LABHOST_OK) return std::nullopt;
   return error{status_to_errc(status), text_of(message)};
 }

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "../protocol/frame_buffer.h"
+#include "event_hub.h"
 #include "labhost/description.h"
 #include "labhost/driver_abi.h"
 #include "labhost/errors.h"
@@ -51,6 +52,7 @@ struct plugin_info {
   std::string description;
   std::uint32_t abi_version = 0;
   std::vector<method_description> methods;
+  std::vector<topic_description> topics;  // since ABI 1.2
 };
 
 class plugin_library : public std::enable_shared_from_this<plugin_library> {
@@ -64,9 +66,12 @@ class plugin_library : public std::enable_shared_from_this<plugin_library> {
   /// Index of a method by name, or -1.
   int method_index(std::string_view name) const noexcept;
 
-  /// Creates one driver instance with `params` (a map). Errors: bad_arguments,
-  /// driver_error or service_unavailable with the driver's message.
-  result<std::unique_ptr<driver_instance>> create(const value& params) const;
+  /// Creates one driver instance with `params` (a map). A driver with topics gets its event
+  /// hub, which refuses values over `max_event_bytes`. Errors: bad_arguments, driver_error or
+  /// service_unavailable with the driver's message.
+  result<std::unique_ptr<driver_instance>> create(const value& params, std::size_t max_event_bytes = 0) const;
+  /// The ABI minor version the driver was built for (1.0 drivers: 0).
+  std::uint32_t abi_minor() const noexcept { return info_.abi_version & 0xFFFF; }
 
   struct opened;  // the Boost.DLL handle, kept out of this header
   plugin_library(std::shared_ptr<opened> library, const labhost_driver_descriptor* descriptor,
@@ -78,6 +83,7 @@ class plugin_library : public std::enable_shared_from_this<plugin_library> {
   plugin_info info_;
   bool has_close_;   // descriptor long enough to hold close()
   bool has_health_;  // ... and health()
+  bool has_events_;  // ABI 1.2 with topics and attach_events
   friend class driver_instance;
 };
 
@@ -101,10 +107,15 @@ class driver_instance {
   /// Asks the driver whether the instrument answers; no error when the driver has no health().
   std::optional<error> health();
 
+  /// What this instance publishes through; null when its driver has no topics.
+  const std::shared_ptr<event_hub>& events() const noexcept { return events_; }
+
  private:
   std::shared_ptr<const plugin_library> library_;
   void* handle_;
   bool closed_ = false;
+  std::shared_ptr<event_hub> events_;  // set by plugin_library::create
+  friend class plugin_library;
 };
 
 }  // namespace labhost::plugin

@@ -20,7 +20,9 @@ namespace labhost::protocol {
 /// Blocks this large or larger are kept when given back; smaller ones are freed at once.
 inline constexpr std::size_t cached_block_min = 1u << 20;
 /// How many given-back blocks are kept at most (the oldest goes first).
-inline constexpr std::size_t cached_blocks_max = 2;
+/// Four: a frame being written in place, one on its way out, and two queued for a
+/// subscriber (a stream of camera frames) come back in turn.
+inline constexpr std::size_t cached_blocks_max = 4;
 
 /// Gives a block back to the cache (or frees it) when its owner is done.
 struct block_return {

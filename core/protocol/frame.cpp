@@ -22,6 +22,9 @@ std::string_view message_type_name(message_type type) noexcept {
     case message_type::lock_status: return "lock_status";
     case message_type::challenge: return "challenge";
     case message_type::authenticate: return "authenticate";
+    case message_type::subscribe: return "subscribe";
+    case message_type::unsubscribe: return "unsubscribe";
+    case message_type::event: return "event";
   }
   return "unknown";
 }
@@ -45,10 +48,10 @@ result<frame_header> parse_header(std::span<const std::uint8_t, header_size> in,
     return error{errc::bad_frame, "bad magic: not a labhost frame"};
   frame_header h;
   h.version = in[4];
-  if (h.version != protocol_version)
+  if (h.version != framing_version)
     return error{errc::unsupported_version, "frame version " + std::to_string(h.version) +
                                                 ", this peer speaks version " +
-                                                std::to_string(protocol_version)};
+                                                std::to_string(framing_version)};
   if (!is_known_message_type(in[5]))
     return error{errc::bad_frame, "unknown message type " + std::to_string(in[5])};
   h.type = static_cast<message_type>(in[5]);

@@ -17,7 +17,11 @@
 namespace labhost::protocol {
 
 constexpr std::array<std::uint8_t, 4> frame_magic = {'L', 'H', 'S', 'T'};
-constexpr std::uint8_t protocol_version = 1;
+/// The header's version byte: how frames are cut, the same in protocol versions 1 and 2.
+constexpr std::uint8_t framing_version = 1;
+/// The protocol versions this code speaks (hello's range, welcome's version).
+constexpr std::int64_t oldest_protocol_version = 1;
+constexpr std::int64_t protocol_version = 2;
 constexpr std::size_t header_size = 16;
 
 /// Message types; the numbers are the wire byte at offset 5.
@@ -37,6 +41,9 @@ enum class message_type : std::uint8_t {
   lock_status = 13, // client -> daemon: who holds which lock (answered by result)
   challenge = 14,   // daemon -> client: answer to hello when the daemon requires a secret
   authenticate = 15,// client -> daemon: proof of the secret, answered by welcome
+  subscribe = 16,   // client -> daemon: receive a topic's events (version 2; answered by result)
+  unsubscribe = 17, // client -> daemon: stop them (version 2; answered by result)
+  event = 18,       // daemon -> client: one published value; request id = subscription id
 };
 
 /// Name of a message type for logs ("call"), or "unknown".
@@ -44,7 +51,7 @@ std::string_view message_type_name(message_type type) noexcept;
 bool is_known_message_type(std::uint8_t byte) noexcept;
 
 struct frame_header {
-  std::uint8_t version = protocol_version;
+  std::uint8_t version = framing_version;
   message_type type = message_type::ping;
   std::uint16_t flags = 0;
   std::uint32_t request_id = 0;

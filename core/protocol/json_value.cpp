@@ -2,6 +2,7 @@
 
 #include <boost/json.hpp>
 #include <charconv>
+#include <complex>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -78,7 +79,15 @@ void write_elements(const typed_array& a, std::string& out) {
   for (std::size_t i = 0; i < a.count(); ++i) {
     if (i) out += ',';
     T element = a.at<T>(i);
-    if constexpr (std::is_floating_point_v<T>) {
+    if constexpr (std::is_same_v<T, bool>) {
+      out += element ? "true" : "false";
+    } else if constexpr (std::is_same_v<T, std::complex<float>> || std::is_same_v<T, std::complex<double>>) {
+      out += '[';  // [real, imaginary]
+      write_double(static_cast<double>(element.real()), out);
+      out += ',';
+      write_double(static_cast<double>(element.imag()), out);
+      out += ']';
+    } else if constexpr (std::is_floating_point_v<T>) {
       write_double(static_cast<double>(element), out);
     } else {
       char buffer[24];
@@ -100,6 +109,9 @@ void write_array(const typed_array& a, std::string& out) {
     case element_type::uint32: write_elements<std::uint32_t>(a, out); break;
     case element_type::uint16: write_elements<std::uint16_t>(a, out); break;
     case element_type::uint8: write_elements<std::uint8_t>(a, out); break;
+    case element_type::complex64: write_elements<std::complex<float>>(a, out); break;
+    case element_type::complex128: write_elements<std::complex<double>>(a, out); break;
+    case element_type::boolean: write_elements<bool>(a, out); break;
   }
 }
 
@@ -141,6 +153,11 @@ void write_json(const value& v, std::size_t max_array_elements, std::string& out
       const auto& a = v.as_array();
       out += "{\"dtype\":\"" + std::string(element_type_name(a.type)) + "\",\"count\":" +
              std::to_string(a.count());
+      if (!a.shape.empty()) {  // the data below stays flat, in row-major order
+        out += ",\"shape\":[";
+        for (std::size_t i = 0; i < a.shape.size(); ++i) out += (i ? "," : "") + std::to_string(a.shape[i]);
+        out += ']';
+      }
       if (a.count() <= max_array_elements) {
         out += ",\"data\":[";
         write_array(a, out);

@@ -1,5 +1,7 @@
 #include "messages.h"
 
+#include <algorithm>
+#include <bit>
 #include <cstring>
 
 namespace labhost::protocol {
@@ -92,7 +94,25 @@ value to_value(const welcome_message& m) {
 }
 
 value to_value(const call_message& m) {
-  return map{{"service", m.service}, {"method", m.method}, {"args", m.args}, {"kwargs", m.kwargs}};
+  map out{{"service", m.service}, {"method", m.method}, {"args", m.args}, {"kwargs", m.kwargs}};
+  if (m.oneway) out.emplace_back("oneway", true);
+  return out;
+}
+
+value to_value(const subscribe_message& m) {
+  return map{{"service", m.service}, {"topic", m.topic}, {"queue", m.queue}, {"max_rate", m.max_rate}};
+}
+
+value to_value(const subscription_report& r) {
+  return map{{"subscription", r.subscription}, {"service", r.service}, {"topic", r.topic},
+             {"type", r.type},                 {"queue", r.queue},     {"max_rate", r.max_rate}};
+}
+
+value to_value(const unsubscribe_message& m) { return map{{"subscription", m.subscription}}; }
+
+value to_value(const event_message& m) {
+  return map{{"subscription", m.subscription}, {"seq", m.seq}, {"dropped", m.dropped}, {"time", m.time},
+             {"value", m.data}};
 }
 
 value to_value(const describe_message& m) { return map{{"service", m.service}}; }
@@ -131,8 +151,11 @@ value to_value(const service_description& s) {
     methods.push_back(map{{"name", m.name},
                           {"params", std::move(params)},
                           {"returns", m.returns},
-                          {"doc", m.doc}});
+                          {"doc", m.doc},
+                          {"oneway", m.oneway}});
   }
+  list topics;
+  for (const auto& t : s.topics) topics.push_back(map{{"name", t.name}, {"type", t.type}, {"doc", t.doc}});
   return map{{"name", s.name},
              {"driver", s.driver},
              {"driver_version", s.driver_version},
@@ -141,7 +164,8 @@ value to_value(const service_description& s) {
              {"state", s.state},
              {"reason", s.reason},
              {"calls_pending", s.calls_pending},
-             {"methods", std::move(methods)}};
+             {"methods", std::move(methods)},
+             {"topics", std::move(topics)}};
 }
 
 value to_value(const daemon_description& d) {
@@ -198,6 +222,7 @@ result<call_message> parse_call(value&& v) {
   call_message m;
   m.service = r.text("service");
   m.method = r.text("method");
+  m.oneway = r.boolean("oneway", false);
   if (!r.ok()) return r.err();
   // Move the arguments out rather than copy them: they may hold megabytes.
   for (auto& [key, field] : v.as_map()) {
@@ -295,6 +320,7 @@ result<service_description> parse_service_description(const value& v) {
       m.name = mr.text("name");
       m.returns = mr.text("returns", false);
       m.doc = mr.text("doc", false);
+      m.oneway = mr.boolean("oneway", false);
       if (const value* params = mr.get("params", false); params && params->is_list()) {
         for (const auto& pv : params->as_list()) {
           field_reader pr(pv, "param");
@@ -304,6 +330,13 @@ result<service_description> parse_service_description(const value& v) {
       }
       if (!mr.ok()) return mr.err();
       s.methods.push_back(std::move(m));
+    }
+  }
+  if (const value* topics = r.get("topics", false); topics && topics->is_list()) {
+    for (const auto& tv : topics->as_list()) {
+      field_reader tr(tv, "topic");
+      s.topics.push_back({tr.text("name"), tr.text("type", false), tr.text("doc", false)});
+      if (!tr.ok()) return tr.err();
     }
   }
   if (!r.ok()) return r.err();
@@ -323,6 +356,103 @@ result<daemon_description> parse_daemon_description(const value& v) {
     d.services.push_back(std::move(*s));
   }
   return d;
+}
+
+result<subscribe_message> parse_subscribe(const value& v) {
+  field_reader r(v, "subscribe");
+  subscribe_message m;
+  m.service = r.text("service");
+  m.topic = r.text("topic");
+  if (r.get("queue", false) != nullptr) m.queue = r.integer("queue");
+  m.max_rate = r.number("max_rate", false);
+  if (r.ok() && (m.queue < 1 || m.queue > max_subscriber_queue)) r.fail("queue", "a number of events from 1 to 1024");
+  if (r.ok() && !(m.max_rate >= 0 && m.max_rate <= 1e9)) r.fail("max_rate", "events per second, 0 (no limit) or more");
+  if (!r.ok()) return r.err();
+  return m;
+}
+
+result<subscription_report> parse_subscription_report(const value& v) {
+  field_reader r(v, "subscription");
+  subscription_report s;
+  s.subscription = r.integer("subscription");
+  s.service = r.text("service", false);
+  s.topic = r.text("topic", false);
+  s.type = r.text("type", false);
+  s.queue = r.integer("queue", false);
+  s.max_rate = r.number("max_rate", false);
+  if (!r.ok()) return r.err();
+  return s;
+}
+
+result<unsubscribe_message> parse_unsubscribe(const value& v) {
+  field_reader r(v, "unsubscribe");
+  unsubscribe_message m;
+  m.subscription = r.integer("subscription");
+  if (!r.ok()) return r.err();
+  return m;
+}
+
+result<event_message> parse_event(value&& v) {
+  field_reader r(v, "event");
+  event_message m;
+  m.subscription = r.integer("subscription");
+  m.seq = r.integer("seq", false);
+  m.dropped = r.integer("dropped", false);
+  m.time = r.number("time", false);
+  r.get("value");
+  if (!r.ok()) return r.err();
+  for (auto& [key, field] : v.as_map())
+    if (key == "value") {
+      m.data = std::move(field);
+      break;
+    }
+  return m;
+}
+
+void write_event_envelope(const event_message& m, std::vector<std::uint8_t>& out) {
+  using codec_detail::put_u32;
+  using codec_detail::put_u64;
+  auto key = [&](std::string_view k) {
+    put_u32(out, static_cast<std::uint32_t>(k.size()));
+    out.insert(out.end(), k.begin(), k.end());
+  };
+  auto int64 = [&](std::int64_t v) {
+    out.push_back(static_cast<std::uint8_t>(value_kind::int64));
+    put_u64(out, static_cast<std::uint64_t>(v));
+  };
+  out.push_back(static_cast<std::uint8_t>(value_kind::map));
+  put_u32(out, 5);
+  key("subscription");
+  int64(m.subscription);
+  key("seq");
+  int64(m.seq);
+  key("dropped");
+  int64(m.dropped);
+  key("time");
+  out.push_back(static_cast<std::uint8_t>(value_kind::float64));
+  put_u64(out, std::bit_cast<std::uint64_t>(m.time));
+  key("value");
+}
+
+std::optional<event_message> read_event_envelope(std::span<const std::uint8_t> bytes) {
+  if (bytes.size() < event_envelope_size) return std::nullopt;
+  // Compare with an envelope of the same numbers: same bytes means the same layout.
+  auto number_at = [&](std::size_t at) {
+    std::uint64_t v;
+    std::memcpy(&v, bytes.data() + at, 8);
+    return v;
+  };
+  constexpr std::size_t subscription_at = 5 + 4 + 12 + 1, seq_at = subscription_at + 8 + 4 + 3 + 1,
+                        dropped_at = seq_at + 8 + 4 + 7 + 1, time_at = dropped_at + 8 + 4 + 4 + 1;
+  event_message m;
+  m.subscription = static_cast<std::int64_t>(number_at(subscription_at));
+  m.seq = static_cast<std::int64_t>(number_at(seq_at));
+  m.dropped = static_cast<std::int64_t>(number_at(dropped_at));
+  m.time = std::bit_cast<double>(number_at(time_at));
+  std::vector<std::uint8_t> expected;
+  write_event_envelope(m, expected);
+  if (!std::equal(expected.begin(), expected.end(), bytes.begin())) return std::nullopt;
+  return m;
 }
 
 result<value> decode_payload(std::span<const std::uint8_t> payload, const decode_limits& limits) {

@@ -6,6 +6,7 @@
 #define LABHOST_PROTOCOL_MESSAGES_H
 
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -21,7 +22,7 @@ namespace labhost::protocol {
 struct hello_message {
   std::string client_name;    // "user@host" unless the client sets another
   std::int64_t pid = 0;
-  std::int64_t min_version = protocol_version;
+  std::int64_t min_version = oldest_protocol_version;
   std::int64_t max_version = protocol_version;
   std::string session_token;  // non-empty to resume an earlier session
   std::vector<std::uint8_t> client_nonce;  // for a daemon that requires a secret
@@ -50,6 +51,39 @@ struct call_message {
   std::string method;
   list args;
   map kwargs;
+  bool oneway = false;  // no result is sent (version 2); a failure is still sent as an error
+};
+
+/// subscribe (version 2): receive the events of one topic of a service.
+struct subscribe_message {
+  std::string service;
+  std::string topic;
+  std::int64_t queue = 16;  // events kept for a subscriber that cannot take them, 1..1024
+  double max_rate = 0;      // events per second at most; 0: no limit
+};
+inline constexpr std::int64_t max_subscriber_queue = 1024;
+
+/// The result of subscribe.
+struct subscription_report {
+  std::int64_t subscription = 0;  // id, unique in the session; the request id of its events
+  std::string service;
+  std::string topic;
+  std::string type;
+  std::int64_t queue = 0;
+  double max_rate = 0;
+};
+
+struct unsubscribe_message {
+  std::int64_t subscription = 0;
+};
+
+/// An event frame's payload.
+struct event_message {
+  std::int64_t subscription = 0;
+  std::int64_t seq = 0;      // its number on its topic, from 1
+  std::int64_t dropped = 0;  // events of this subscription dropped since the previous one delivered
+  double time = 0;           // when it was published, Unix seconds
+  value data;                // the published value
 };
 
 struct lock_message {
@@ -96,6 +130,10 @@ value to_value(const lock_status_message& m);
 value to_value(const lock_report& r);
 value to_value(const service_description& s);
 value to_value(const daemon_description& d);
+value to_value(const subscribe_message& m);
+value to_value(const subscription_report& r);
+value to_value(const unsubscribe_message& m);
+value to_value(const event_message& m);
 
 result<hello_message> parse_hello(const value& v);
 result<challenge_message> parse_challenge(const value& v);
@@ -110,6 +148,21 @@ result<lock_status_message> parse_lock_status(const value& v);
 result<lock_report> parse_lock_report(const value& v);
 result<service_description> parse_service_description(const value& v);
 result<daemon_description> parse_daemon_description(const value& v);
+result<subscribe_message> parse_subscribe(const value& v);
+result<subscription_report> parse_subscription_report(const value& v);
+result<unsubscribe_message> parse_unsubscribe(const value& v);
+/// Moves the value out of `v`: an event may carry megabytes.
+result<event_message> parse_event(value&& v);
+
+/// An event's payload up to its value: the map of five entries, subscription, seq, dropped
+/// and time, then the key "value", whose value follows (the daemon writes a published
+/// value's bytes right after these, and the client reads a large array value in place).
+inline constexpr std::size_t event_envelope_size = 5 + (4 + 12 + 9) + (4 + 3 + 9) + (4 + 7 + 9) + (4 + 4 + 9) + (4 + 5);
+/// Appends the envelope of `m` (its data is not written) to `out`.
+void write_event_envelope(const event_message& m, std::vector<std::uint8_t>& out);
+/// The envelope at the start of `bytes` (event_envelope_size of them), when it is laid out
+/// exactly so; nothing otherwise (then decode the payload whole).
+std::optional<event_message> read_event_envelope(std::span<const std::uint8_t> bytes);
 
 /// Decodes a payload; a malformed one is a bad_frame error naming the byte.
 result<value> decode_payload(std::span<const std::uint8_t> payload,

@@ -268,9 +268,11 @@ void connection::on_frame(const protocol::frame_header& header) {
     return do_read_header();
   }
   if (header.type == message_type::call) {
-    auto caller = session_;  // taken before the next read, which may run a hello elsewhere
-    do_read_header();        // first, so the next request is read while this call runs
-    return dispatcher_.handle(header.type, id, std::move(*payload), caller);
+    // Everything this call needs is taken before the next read starts: that read may run on
+    // another thread at once and overwrite header_ and payload_ (a hello may change session_).
+    auto caller = session_;
+    do_read_header();  // first, so the next request is read while this call runs
+    return dispatcher_.handle(message_type::call, id, std::move(*payload), caller);
   }
   // Everything else is quick and handled before the next frame is read: hello in particular,
   // so that no later frame runs before the session exists.
@@ -283,9 +285,9 @@ void connection::on_frame(const protocol::frame_header& header) {
   do_read_header();
 }
 
-void connection::session_opened(std::shared_ptr<session> s) {
+void connection::session_opened(std::shared_ptr<session> s, std::int64_t version) {
   handshake_timer_.cancel();
-  s->attach(shared_from_this(), peer_);
+  s->attach(shared_from_this(), peer_, version);
   session_ = std::move(s);
 }
 
@@ -337,27 +339,33 @@ void connection::send(protocol::frame_buffer frame) {
     });
     return;
   }
-  std::lock_guard lock(mutex_);
-  if (closed_) return;
-  std::size_t written = 0;
-  if (!writing_) {
-    // Most replies fit in the socket's buffer: write them now, on this thread, rather than
-    // through an asynchronous write whose completion costs another round through the pool.
-    boost::system::error_code ec;
-    written = socket_.write_some(unsent_part(frame, 0), ec);
-    if (ec == asio::error::would_block || ec == asio::error::try_again) {
-      written = 0;
-    } else if (ec) {
-      close_locked();
-      return;
+  std::function<void()> sent;  // run once the lock is released: it may send again
+  {
+    std::lock_guard lock(mutex_);
+    if (closed_) return;
+    std::size_t written = 0;
+    if (!writing_) {
+      // Most replies fit in the socket's buffer: write them now, on this thread, rather than
+      // through an asynchronous write whose completion costs another round through the pool.
+      boost::system::error_code ec;
+      written = socket_.write_some(unsent_part(frame, 0), ec);
+      if (ec == asio::error::would_block || ec == asio::error::try_again) {
+        written = 0;
+      } else if (ec) {
+        close_locked();
+        return;
+      }
+      if (written == frame.size()) {
+        if (close_after_flush_) close_locked();
+        sent = frame.take_on_sent();
+      }
     }
-    if (written == frame.size()) {
-      if (close_after_flush_) close_locked();
-      return;
+    if (written < frame.size()) {
+      write_queue_.push_back({std::move(frame), written});
+      if (!writing_) do_write();
     }
   }
-  write_queue_.push_back({std::move(frame), written});
-  if (!writing_) do_write();
+  if (sent) sent();
 }
 
 void connection::send_error(std::uint32_t request_id, const error& e) {
@@ -381,13 +389,20 @@ void connection::do_write() {
   auto bytes = unsent_part(front.frame, front.offset);
   auto on_written = [self = shared_from_this()](boost::system::error_code ec, std::size_t) {
     self->guarded(0, [&] {
-      std::lock_guard lock(self->mutex_);
-      if (self->closed_) return;
-      if (ec) return self->close_locked();
-      self->write_queue_.pop_front();
-      self->writing_ = false;
-      if (!self->write_queue_.empty()) return self->do_write();
-      if (self->close_after_flush_) self->close_locked();
+      std::function<void()> sent;  // run once the lock is released: it may send again
+      {
+        std::lock_guard lock(self->mutex_);
+        if (self->closed_) return;
+        if (ec) return self->close_locked();
+        sent = self->write_queue_.front().frame.take_on_sent();
+        self->write_queue_.pop_front();
+        self->writing_ = false;
+        if (!self->write_queue_.empty())
+          self->do_write();
+        else if (self->close_after_flush_)
+          self->close_locked();
+      }
+      if (sent) sent();
     });
   };
   start_on_stream([bytes](auto& stream, auto handler) { asio::async_write(stream, bytes, std::move(handler)); },

@@ -61,7 +61,7 @@ class connection : public std::enable_shared_from_this<connection> {
   void close_after_flush();
 
   /// The handshake opened (or resumed) `s` on this connection (read chain only).
-  void session_opened(std::shared_ptr<session> s);
+  void session_opened(std::shared_ptr<session> s, std::int64_t version);
   /// The session of this connection, null before hello. Set once, on the read chain.
   const std::shared_ptr<session>& current_session() const noexcept { return session_; }
   const std::string& peer() const noexcept { return peer_; }

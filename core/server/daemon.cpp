@@ -115,7 +115,7 @@ daemon::daemon(host::daemon_config config, const std::filesystem::path& plugin_d
   state_->value_limits.max_items = cfg.max_value_items;
   for (const auto& service_config : cfg.services) {
     auto slot = std::make_unique<service_slot>(
-        std::make_unique<service::service>(service_config, plugin_dir), asio::make_strand(state_->io));
+        std::make_unique<service::service>(service_config, plugin_dir, event_value_limit(state_->config)), asio::make_strand(state_->io));
     switch (slot->svc->current_state()) {
       case service::service::state::ready:
         LABHOST_LOG_SERVICE(info, service_config.name) << "ready (" << service_config.driver << ")";

@@ -48,6 +48,7 @@ void daemon_state::end_session(const std::shared_ptr<session>& s, std::string_vi
   sessions.remove(s->token());
   auto info = s->info();
   LABHOST_LOG(debug) << "session of " << info.client_name << " (pid " << info.pid << ") ended: " << why;
+  s->stop_subscriptions();
   if (names) {
     if (auto dropped = names->drop_session(s->token()))
       LABHOST_LOG(info) << dropped << " name(s) of " << info.client_name << " removed: " << why;

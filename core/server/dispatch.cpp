@@ -3,7 +3,11 @@
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
 
+#include <algorithm>
+#include <limits>
+
 #include "../logging/log.h"
+#include "../protocol/value_versions.h"
 #include "connection.h"
 #include "daemon_state.h"
 #include "worker_pool.h"
@@ -24,6 +28,8 @@ void dispatcher::handle(message_type type, std::uint32_t request_id, value paylo
     case message_type::lock: return lock(request_id, payload, caller);
     case message_type::unlock: return unlock(request_id, payload, *caller);
     case message_type::lock_status: return lock_status(request_id, payload, *caller);
+    case message_type::subscribe: return subscribe(request_id, payload, caller);
+    case message_type::unsubscribe: return unsubscribe(request_id, payload, *caller);
     default:
       owner_.send_error(request_id, {errc::bad_message, "a client does not send " +
                                                             std::string(protocol::message_type_name(type)) +
@@ -80,6 +86,10 @@ void dispatcher::call(std::uint32_t request_id, value payload, const std::shared
       worker_pool::call_scope in_call(*state_.pool);
       reply = run_call(request_id, slot, *caller, call);
     });
+    // A oneway call's success needs no reply; its failure does (the client reports it).
+    if (call.oneway && reply && reply->head().size() >= protocol::header_size &&
+        reply->head()[5] == static_cast<std::uint8_t>(message_type::result))
+      reply.reset();
     // Counted out before the reply leaves, so that the client's next request, sent the moment
     // it reads this one, never finds the call still counted. Also after a failure: the
     // counts must not drift.
@@ -110,7 +120,73 @@ protocol::frame_buffer dispatcher::run_call(std::uint32_t request_id, service_sl
   h.request_id = request_id;
   h.payload_size = static_cast<std::uint32_t>(frame.size() - protocol::header_size);
   protocol::write_header(h, std::span<std::uint8_t, protocol::header_size>(frame.head().data(), protocol::header_size));
+  if (caller.version() < 2) {
+    if (auto refused = protocol::downgrade_result_frame(frame))
+      return protocol::frame_buffer(
+          protocol::encode_frame(message_type::error, request_id, protocol::to_value(*refused)));
+  }
   return frame;
+}
+
+void dispatcher::subscribe(std::uint32_t request_id, const value& payload, const std::shared_ptr<session>& caller) {
+  if (caller->version() < 2)
+    return owner_.send_error(request_id, {errc::bad_message, "subscribe needs protocol version 2; this session speaks " +
+                                                                 std::to_string(caller->version())});
+  auto request = protocol::parse_subscribe(payload);
+  if (!request) return owner_.send_error(request_id, request.err());
+  service_slot* slot = service_or_reply(request_id, request->service);
+  if (slot == nullptr) return;
+  const auto topics = slot->svc->topics();
+  auto topic = std::find_if(topics.begin(), topics.end(), [&](const auto& t) { return t.name == request->topic; });
+  if (topic == topics.end()) {
+    std::string known;
+    for (const auto& t : topics) known += (known.empty() ? "" : ", ") + t.name;
+    return owner_.send_error(request_id, {errc::no_such_topic, request->service + " has no topic '" + request->topic +
+                                                                   "' (it has: " + (known.empty() ? "none" : known) + ")"});
+  }
+  const std::uint32_t id = caller->next_subscription_id(state_.config.max_subscriptions);
+  if (id == 0)
+    return owner_.send_error(request_id, {errc::busy, "this session already has " +
+                                                          std::to_string(state_.config.max_subscriptions) +
+                                                          " subscriptions (max_subscriptions)"});
+  subscription::settings settings;
+  settings.id = id;
+  settings.service = request->service;
+  settings.topic = request->topic;
+  settings.topic_index = static_cast<std::uint32_t>(topic - topics.begin());
+  settings.queue = static_cast<std::size_t>(request->queue);
+  settings.queue_bytes = state_.config.subscriber_queue_bytes;
+  settings.max_rate = request->max_rate;
+  protocol::subscription_report report{id, request->service, request->topic, topic->type, request->queue,
+                                       request->max_rate};
+  // The instance to listen to may have to be created (session mode): driver code, on the
+  // service's strand.
+  asio::post(slot->strand, [this, self = owner_.shared_from_this(), slot, caller, request_id,
+                            settings = std::move(settings), report = std::move(report)]() mutable {
+    self->guarded(request_id, [&] {
+      auto hub = slot->svc->events_for(caller->info());
+      if (!hub) return self->send_error(request_id, hub.err());
+      auto s = std::make_shared<subscription>(state_.io, std::move(settings), *hub);
+      (*hub)->add(s->config().topic_index, s);
+      // The reply goes before the first event: the subscription is added to the session, and
+      // so starts writing, only once the reply is queued.
+      self->send_value(message_type::result, request_id, protocol::to_value(report));
+      if (!caller->add_subscription(s)) return;
+      LABHOST_LOG_SERVICE(debug, slot->svc->name())
+          << caller->info().client_name << " subscribed to " << report.topic << " (subscription " << report.subscription
+          << ")";
+    });
+  });
+}
+
+void dispatcher::unsubscribe(std::uint32_t request_id, const value& payload, session& caller) {
+  auto request = protocol::parse_unsubscribe(payload);
+  if (!request) return owner_.send_error(request_id, request.err());
+  if (request->subscription <= 0 || request->subscription > std::numeric_limits<std::uint32_t>::max() ||
+      !caller.remove_subscription(static_cast<std::uint32_t>(request->subscription)))
+    return owner_.send_error(request_id, {errc::no_such_subscription, "this session has no subscription " +
+                                                                          std::to_string(request->subscription)});
+  owner_.send_value(message_type::result, request_id, nullptr);
 }
 
 service_slot* dispatcher::service_or_reply(std::uint32_t request_id, const std::string& name) {

@@ -1,6 +1,8 @@
 // dispatch.h: the requests of an open session, each answered by exactly one reply through
-// its connection: describe, call (run on its service's strand), lock (possibly waiting in
-// line), unlock, lock_status. Bad requests get typed errors (no_such_service, bad_message,
+// its connection: describe, call (run on its service's strand; a oneway call is answered only
+// when it fails), lock (possibly waiting in line), unlock, lock_status, subscribe (on the
+// service's strand) and unsubscribe. A version-1 session gets its results as version 1 can
+// take them (protocol/value_versions.h). Bad requests get typed errors (no_such_service, bad_message,
 // not_lockable, busy, ...), never an exception.
 // Thread-safety: handle() on the read chain of its connection; the calls it starts run on
 // their services' strands and reply from there.
@@ -40,6 +42,8 @@ class dispatcher {
   void lock(std::uint32_t request_id, const value& payload, const std::shared_ptr<session>& caller);
   void unlock(std::uint32_t request_id, const value& payload, const session& caller);
   void lock_status(std::uint32_t request_id, const value& payload, const session& caller);
+  void subscribe(std::uint32_t request_id, const value& payload, const std::shared_ptr<session>& caller);
+  void unsubscribe(std::uint32_t request_id, const value& payload, session& caller);
   /// The service a request names, or null after replying no_such_service.
   service_slot* service_or_reply(std::uint32_t request_id, const std::string& name);
   /// The same, also replying not_lockable (and returning null) on a shared daemon.

@@ -15,10 +15,12 @@ using protocol::message_type;
 void handshake::on_hello(std::uint32_t request_id, const value& payload) {
   auto hello = protocol::parse_hello(payload);
   if (!hello) return owner_.send_error(request_id, hello.err());
-  if (hello->min_version > protocol::protocol_version || hello->max_version < protocol::protocol_version) {
+  if (hello->min_version > protocol::protocol_version || hello->max_version < protocol::oldest_protocol_version ||
+      hello->min_version > hello->max_version) {
     owner_.send_error(request_id, {errc::unsupported_version,
                                    "client speaks versions " + std::to_string(hello->min_version) + " to " +
                                        std::to_string(hello->max_version) + ", this daemon speaks " +
+                                       std::to_string(protocol::oldest_protocol_version) + " to " +
                                        std::to_string(protocol::protocol_version)});
     return owner_.close_after_flush();
   }
@@ -76,12 +78,15 @@ void handshake::open_session(std::uint32_t request_id, const protocol::hello_mes
     LABHOST_LOG(debug) << "session opened by " << hello.client_name << " (pid " << hello.pid << ") from "
                        << owner_.peer();
   }
+  // The highest version both speak.
+  welcome.version = std::min(hello.max_version, protocol::protocol_version);
   welcome.session_token = opened->token();
   welcome.daemon = state_.config.name;
   welcome.server_version = LABHOST_VERSION;
   welcome.lease_ms = state_.config.lease.count();
-  owner_.session_opened(std::move(opened));
+  owner_.session_opened(opened, welcome.version);
   owner_.send_value(message_type::welcome, request_id, protocol::to_value(welcome));
+  opened->deliver_events();  // a resumed session's subscriptions go on, after the welcome
 }
 
 }  // namespace labhost::server

@@ -2,6 +2,9 @@
 
 #include <ctime>
 
+#include <limits>
+
+#include "../protocol/value_versions.h"
 #include "labhost/value_codec.h"
 
 namespace labhost::service {
@@ -23,8 +26,9 @@ std::string describe_holder(const lock_holder& lock) {
          lock.holder.address + ") since " + when;
 }
 
-service::service(host::service_config config, const std::filesystem::path& plugin_dir)
-    : config_(std::move(config)) {
+service::service(host::service_config config, const std::filesystem::path& plugin_dir,
+                 std::size_t max_event_bytes)
+    : config_(std::move(config)), max_event_bytes_(max_event_bytes) {
   auto loaded = plugin::plugin_library::load(host::plugin_file(plugin_dir, config_.driver));
   if (!loaded) {
     state_ = state::unavailable;
@@ -38,7 +42,7 @@ service::service(host::service_config config, const std::filesystem::path& plugi
 
 bool service::try_open() {
   if (!library_ || single_) return static_cast<bool>(single_);
-  auto created = library_->create(config_.params);
+  auto created = library_->create(config_.params, max_event_bytes_);
   std::lock_guard lock(state_mutex_);
   if (!created) {
     // Parameters that do not fit are a host.json mistake, not an instrument switched off:
@@ -81,7 +85,10 @@ service_description service::describe(bool with_methods) const {
     d.driver_version = info.version;
     d.vendor = info.vendor;
     if (d.description.empty()) d.description = info.description;
-    if (with_methods) d.methods = info.methods;
+    if (with_methods) {
+      d.methods = info.methods;
+      d.topics = info.topics;
+    }
   }
   return d;
 }
@@ -127,7 +134,7 @@ result<plugin::driver_instance*> service::instance_for(const session_info& calle
     case host::instance_mode::session: {
       auto& instance = per_session_[caller.token];
       if (!instance) {
-        auto created = library_->create(config_.params);
+        auto created = library_->create(config_.params, max_event_bytes_);
         if (!created) {
           per_session_.erase(caller.token);
           return created.err();
@@ -153,10 +160,22 @@ std::optional<error> service::call(const session_info& caller, const std::string
                                            method + "'"};
   auto encoded_args = resolve_arguments(index, args, kwargs);
   if (!encoded_args) return encoded_args.err();
+  if (library_->abi_minor() < 2 && protocol::uses_version_2(*encoded_args)) {
+    // A driver built before ABI 1.2 decodes with the version-1 codec (docs/protocol.md,
+    // "Older peers"): shaped arrays go flat; what version 1 cannot express is refused here.
+    auto decoded = decode(*encoded_args, decode_limits{std::numeric_limits<std::size_t>::max(),
+                                                       std::numeric_limits<std::size_t>::max()});
+    if (!decoded.ok()) return error{errc::internal_error, "arguments: " + decoded.message()};
+    if (auto refused = protocol::to_version_1(decoded.decoded))
+      return error{errc::bad_arguments, "the driver of " + config_.name + " is built for ABI 1." +
+                                            std::to_string(library_->abi_minor()) + " and cannot take " + *refused +
+                                            " arrays"};
+    *encoded_args = encode(decoded.decoded);
+  }
   const auto method_index = static_cast<std::uint32_t>(index);
 
   if (config_.mode == host::instance_mode::percall) {
-    auto created = library_->create(config_.params);
+    auto created = library_->create(config_.params, max_event_bytes_);
     if (!created) return created.err();
     return (*created)->invoke(method_index, *encoded_args, out, max_result);  // then closed
   }
@@ -166,6 +185,24 @@ std::optional<error> service::call(const session_info& caller, const std::string
 }
 
 void service::end_session(const std::string& token) { per_session_.erase(token); }
+
+std::vector<topic_description> service::topics() const {
+  return library_ ? library_->info().topics : std::vector<topic_description>{};
+}
+
+result<std::shared_ptr<plugin::event_hub>> service::events_for(const session_info& caller) {
+  auto none = [&](const std::string& why) -> error {
+    return {errc::no_such_topic, config_.name + " publishes nothing: " + why};
+  };
+  if (!library_) return error{errc::service_unavailable, config_.name + ": " + unavailable_reason()};
+  if (library_->info().topics.empty()) return none("its driver " + config_.driver + " has no topics");
+  if (config_.mode == host::instance_mode::percall)
+    return none("a percall service has no instance between calls to publish from");
+  if (!ready()) return error{errc::service_unavailable, config_.name + ": " + unavailable_reason()};
+  auto instance = instance_for(caller);
+  if (!instance) return instance.err();
+  return (*instance)->events();
+}
 
 void service::close() {
   if (single_) single_->close();

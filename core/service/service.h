@@ -35,8 +35,9 @@ namespace labhost::service {
 class service {
  public:
   /// Loads the plugin and, for single-instance services, opens the instrument. Never throws
-  /// for a driver problem: the service is then unavailable and says why.
-  service(host::service_config config, const std::filesystem::path& plugin_dir);
+  /// for a driver problem: the service is then unavailable and says why. Its drivers may
+  /// publish values of at most `max_event_bytes` (encoded).
+  service(host::service_config config, const std::filesystem::path& plugin_dir, std::size_t max_event_bytes);
   ~service();
   service(const service&) = delete;
   service& operator=(const service&) = delete;
@@ -67,6 +68,14 @@ class service {
   /// Closes and frees the session instance of `token`, if any. REQUIRES: serialized.
   void end_session(const std::string& token);
 
+  /// The events of the instance `caller` would call (its session's, in session mode; the
+  /// service's, in single mode): what a subscription of `caller` attaches to. Creates the
+  /// session instance when needed. Errors: no_such_topic (a percall service, or a driver
+  /// without topics), service_unavailable. REQUIRES: serialized.
+  result<std::shared_ptr<plugin::event_hub>> events_for(const session_info& caller);
+  /// The service's topics (empty when its plugin was refused). Thread-safe.
+  std::vector<topic_description> topics() const;
+
   /// Closes every driver instance (the hardware is released). REQUIRES: serialized.
   void close();
 
@@ -90,6 +99,7 @@ class service {
   result<plugin::driver_instance*> instance_for(const session_info& caller);
 
   host::service_config config_;
+  const std::size_t max_event_bytes_;
   std::shared_ptr<const plugin::plugin_library> library_;  // null when the plugin was refused
   std::unique_ptr<plugin::driver_instance> single_;        // single mode
   std::map<std::string, std::unique_ptr<plugin::driver_instance>> per_session_;  // session mode

@@ -73,13 +73,30 @@ class command_line {
   /// The value of --name as a number of seconds, at least 0; `fallback` when absent. Anything
   /// else ("abc", "1e999", "-1", "5s") is a usage error naming the option.
   double seconds(const std::string& name, double fallback) const {
+    return number(name, fallback, "a number of seconds (0 or more)");
+  }
+  /// The value of --name as a finite number, at least 0 (`expected` says what it counts, for
+  /// the usage error); `fallback` when absent.
+  double number(const std::string& name, double fallback, const std::string& expected) const {
     auto text = get(name);
     if (!text) return fallback;
     double v = 0;
     const char* end = text->data() + text->size();
     auto [stop, problem] = std::from_chars(text->data(), end, v);
     if (problem != std::errc() || stop != end || !std::isfinite(v) || v < 0)
-      throw usage_error("--" + name + ": expected a number of seconds (0 or more), got \"" + *text + "\"");
+      throw usage_error("--" + name + ": expected " + expected + ", got \"" + *text + "\"");
+    return v;
+  }
+  /// The value of --name as a whole number from `least` to `most`; `fallback` when absent.
+  long long whole_number(const std::string& name, long long fallback, long long least, long long most) const {
+    auto text = get(name);
+    if (!text) return fallback;
+    long long v = 0;
+    const char* end = text->data() + text->size();
+    auto [stop, problem] = std::from_chars(text->data(), end, v);
+    if (problem != std::errc() || stop != end || v < least || v > most)
+      throw usage_error("--" + name + ": expected a whole number from " + std::to_string(least) + " to " +
+                        std::to_string(most) + ", got \"" + *text + "\"");
     return v;
   }
 

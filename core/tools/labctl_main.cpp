@@ -42,6 +42,11 @@ constexpr const char* usage_text =
     "  unlock lab://HOST:PORT/SERVICE [--force --admin-secret-file FILE]\n"
     "                                           release a lock (--force: anyone's, as admin)\n"
     "  locks lab://HOST:PORT[/SERVICE]          who holds which lock\n"
+    "  watch lab://HOST:PORT/SERVICE TOPIC [--count N] [--max-rate PER_SECOND] [--queue N]\n"
+    "                                           print the topic's events as they come (one line\n"
+    "                                           each; --json: one JSON object each) until N events\n"
+    "                                           or SIGINT/SIGTERM\n"
+    "  call ... --oneway                        send the call and wait for nothing\n"
     "On failure the exit status is 1 and the typed error's name is printed.\n";
 
 // Human output shows at most this many elements of a typed array; --json shows all.
@@ -168,9 +173,50 @@ void print_service(const service_description& s) {
   for (const auto& m : s.methods) {
     std::string params;
     for (const auto& p : m.params) params += (params.empty() ? "" : ", ") + p.name + ": " + p.type;
-    std::cout << "  " << m.name << "(" << params << ") -> " << m.returns << "\n";
+    std::cout << "  " << m.name << "(" << params << ") -> " << m.returns << (m.oneway ? "  [oneway]" : "") << "\n";
     if (!m.doc.empty()) std::cout << "      " << m.doc << "\n";
   }
+  for (const auto& t : s.topics) {
+    std::cout << "  topic " << t.name << ": " << t.type << "\n";
+    if (!t.doc.empty()) std::cout << "      " << t.doc << "\n";
+  }
+}
+
+/// Prints a topic's events until --count of them came, or a stop signal.
+int watch(const service_address& address, const std::string& topic, const command_line& cl) {
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  subscribe_options options;
+  options.queue = static_cast<std::size_t>(cl.whole_number("queue", 16, 1, 1024));
+  options.max_rate = cl.number("max-rate", 0, "events per second (0 or more)");
+  const long long count = cl.whole_number("count", 0, 0, std::numeric_limits<long long>::max());
+  const bool json = cl.flag("json");
+  auto c = open_client(address, cl);
+  auto events = c->subscribe(address.service, topic, options);
+  long long seen = 0;
+  const timespec no_wait{0, 0};
+  while ((count == 0 || seen < count) && sigtimedwait(&stop_signals, nullptr, &no_wait) < 0) {
+    auto e = events->next(std::chrono::milliseconds(200));
+    if (!e) continue;
+    ++seen;
+    const std::string text = protocol::to_json_text(e->data, json ? std::numeric_limits<std::size_t>::max()
+                                                                  : human_array_elements);
+    if (json) {
+      std::cout << "{\"seq\":" << e->seq << ",\"dropped\":" << e->dropped << ",\"time\":"
+                << protocol::to_json_text(e->time) << ",\"value\":" << text << "}" << std::endl;
+    } else {
+      std::cout << "#" << e->seq << " " << format_since(e->time) << "  " << text;
+      if (e->dropped > 0) std::cout << "  (" << e->dropped << " dropped before it)";
+      std::cout << std::endl;
+    }
+  }
+  events->unsubscribe();
+  c->close();
+  return 0;
 }
 
 /// lab://HOST:PORT[/SERVICE] or HOST:PORT[/SERVICE] as given; any other word is a name.
@@ -279,6 +325,11 @@ int run(const std::string& command, const command_line& cl) {
     }
     return 0;
   }
+  if (command == "watch") {
+    if (address.service.empty()) throw usage_error("watch needs lab://HOST:PORT/SERVICE");
+    if (words.size() != 2) throw usage_error("watch needs one TOPIC (describe lists them)");
+    return watch(address, words[1], cl);
+  }
   if (command == "call") {
     if (address.service.empty()) throw usage_error("call needs lab://HOST:PORT/SERVICE");
     if (words.size() < 2) throw usage_error("call needs a METHOD");
@@ -294,6 +345,11 @@ int run(const std::string& command, const command_line& cl) {
         args.push_back(parse_argument(words[i]));
     }
     auto c = open_client(address, cl);
+    if (cl.flag("oneway")) {
+      c->call_oneway(address.service, words[1], std::move(args), std::move(kwargs));
+      c->close();
+      return 0;
+    }
     value result = c->call(address.service, words[1], std::move(args), std::move(kwargs));
     std::cout << protocol::to_json_text(result, json ? std::numeric_limits<std::size_t>::max()
                                                     : human_array_elements)
@@ -311,8 +367,8 @@ int main(int argc, char** argv) {
   try {
     // Global options may come before or after the command word.
     const std::set<std::string> valued{"timeout", "client-name", "wait", "admin-secret-file", "ns",
-                                       "secret-file", "tls-ca", "tls-cert", "tls-key"};
-    const std::set<std::string> flags{"json", "help", "hold", "force"};
+                                       "secret-file", "tls-ca", "tls-cert", "tls-key", "count", "max-rate", "queue"};
+    const std::set<std::string> flags{"json", "help", "hold", "force", "oneway"};
     command_line cl(argc, argv, 1, valued, flags);
     json = cl.flag("json");
     if (cl.flag("help") || cl.positional().empty()) {

@@ -73,11 +73,20 @@ BOOST_AUTO_TEST_CASE(another_protocol_version_gets_unsupported_version) {
   still_serves();
 
   raw_socket s2(d.port());
-  s2.send(encode_frame(message_type::hello, 3, to_value(hello_message{"x", 1, 2, 5, "", {}})));
+  s2.send(encode_frame(message_type::hello, 3, to_value(hello_message{"x", 1, 3, 5, "", {}})));
   auto reply2 = s2.receive();
   BOOST_TEST_REQUIRE(reply2.has_value());
   BOOST_TEST(reply2->first.request_id == 3u);
   BOOST_TEST((error_code_of(reply2->second) == errc::unsupported_version));
+  BOOST_TEST(parse_error(reply2->second).message == "client speaks versions 3 to 5, this daemon speaks 1 to 2");
+
+  // A range that reaches 2 gets the highest version both speak.
+  raw_socket s3(d.port());
+  s3.send(encode_frame(message_type::hello, 4, to_value(hello_message{"x", 1, 2, 5, "", {}})));
+  auto welcome = s3.receive();
+  BOOST_TEST_REQUIRE(welcome.has_value());
+  BOOST_TEST((welcome->first.type == message_type::welcome));
+  BOOST_TEST(welcome->second.find("version")->as_int() == 2);
 }
 
 BOOST_AUTO_TEST_CASE(a_length_over_the_maximum_is_refused_before_reading_it) {

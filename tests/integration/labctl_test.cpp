@@ -50,7 +50,7 @@ BOOST_AUTO_TEST_CASE(every_sim_instrument_through_labctl) {
   BOOST_TEST(std::stod(reading.out) > 0.0);
   BOOST_TEST(labctl({"call", d.address("camera"), "set_exposure", "3"}).status == 0);
   auto frame = labctl({"--json", "call", d.address("camera"), "grab"});
-  BOOST_TEST(frame.out == R"({"dtype":"uint16","count":8,"data":[3,4,5,6,4,5,6,7]})" "\n");
+  BOOST_TEST(frame.out == R"({"dtype":"uint16","count":8,"shape":[2,4],"data":[3,4,5,6,4,5,6,7]})" "\n");
 }
 
 BOOST_AUTO_TEST_CASE(json_literals_and_keyword_arguments) {

@@ -207,13 +207,13 @@ BOOST_AUTO_TEST_CASE(a_create_that_throws_is_reported) {
 BOOST_AUTO_TEST_CASE(another_abi_major_is_refused) {
   auto e = load_refused(testing::test_plugin_dir() / "test_abi_major2.so");
   BOOST_TEST((e.failure == load_failure::incompatible_abi));
-  BOOST_TEST(e.message == "test_abi_major2.so: ABI 2.0, this host speaks 1.1");
+  BOOST_TEST(e.message == "test_abi_major2.so: ABI 2.0, this host speaks 1.2");
 }
 
 BOOST_AUTO_TEST_CASE(a_newer_abi_minor_is_refused_and_an_older_one_is_accepted) {
   auto e = load_refused(testing::test_plugin_dir() / "test_abi_newer_minor.so");
   BOOST_TEST((e.failure == load_failure::newer_abi_minor));
-  BOOST_TEST(e.message == "test_abi_newer_minor.so: ABI 1.5 is newer than this host's 1.1");
+  BOOST_TEST(e.message == "test_abi_newer_minor.so: ABI 1.5 is newer than this host's 1.2");
   // A driver built for ABI 1.0 (a labhost_output without reserve) loads and is called.
   auto older = load_ok(testing::test_plugin_dir() / "test_abi_older_minor.so");
   BOOST_TEST(older->info().name == "test_abi_older_minor");
@@ -255,6 +255,6 @@ BOOST_AUTO_TEST_CASE(labhost_plugins_lists_every_file_with_its_status) {
 
   auto human = testing::run({(testing::bin_dir() / "labhost").string(), "plugins", "--dir", testing::plugin_dir().string()});
   BOOST_TEST(human.status == 0, human.err);
-  BOOST_TEST(human.out.find("sim_laser.so: sim_laser 1.0.0 (labhost), ABI 1.1") != std::string::npos, human.out);
+  BOOST_TEST(human.out.find("sim_laser.so: sim_laser 1.0.0 (labhost), ABI 1.2") != std::string::npos, human.out);
   BOOST_TEST(human.out.find("set_wavelength(nm: float64) -> null") != std::string::npos, human.out);
 }

@@ -26,7 +26,7 @@ cat > "$work/host/host.json" <<JSON
   "services": {"attenuator": {"driver": "acme_attenuator", "params": {"attenuation_db": 3.0}}}}}}
 JSON
 
-"$work/prefix/bin/labhost" plugins --dir "$work/host/plugins" | grep -q "acme_attenuator 2.1.0 (ACME Photonics), ABI 1.1"
+"$work/prefix/bin/labhost" plugins --dir "$work/host/plugins" | grep -q "acme_attenuator 2.1.0 (ACME Photonics), ABI 1.2"
 
 # Start the installed daemon and wait for its ready line (an event, not a sleep).
 coproc daemon { exec "$work/prefix/bin/labhost" daemon --config "$work/host/host.json" --name lab 2>"$work/daemon.log"; }

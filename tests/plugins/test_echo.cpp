@@ -1,6 +1,8 @@
 // test_echo: a driver for tests. Echoes values, fails on request, and has gates: a call
 // that blocks until the test opens it, so concurrency tests wait on events, not sleeps.
 // Gates are process-wide, so two services of one daemon (two instances) share them.
+// Events: emit() publishes numbers and emit_frames() shaped frames when the test asks, so
+// tests know exactly what was published; record() is oneway.
 #include <labhost/driver.h>
 
 #include <fcntl.h>
@@ -125,9 +127,81 @@ class test_echo {
   std::int64_t alive() { return instances_alive.load(); }
   std::int64_t created() { return instances_created.load(); }
 
+  // --- Shapes and element types.
+  /// A height x width uint16 frame, written in place: pixel (y, x) = y * width + x (mod 2^16).
+  labhost::array_result<std::uint16_t> frame(std::int64_t height, std::int64_t width) {
+    const auto w = static_cast<std::size_t>(width);
+    return labhost::shaped_result<std::uint16_t>(
+        {static_cast<std::uint32_t>(height), static_cast<std::uint32_t>(width)}, [w](std::span<std::uint16_t> px) {
+          for (std::size_t i = 0; i < px.size(); ++i) px[i] = static_cast<std::uint16_t>((i / w) * w + i % w);
+        });
+  }
+  /// The shape of an array argument ([] for a flat one) and its element type.
+  labhost::value shape_of(labhost::typed_array a) {
+    labhost::list dims;
+    for (auto d : a.shape) dims.emplace_back(static_cast<std::int64_t>(d));
+    return labhost::map{{"shape", dims}, {"dtype", std::string(labhost::element_type_name(a.type))},
+                        {"count", static_cast<std::int64_t>(a.count())}};
+  }
+  /// Complex conjugates, as a complex128 array.
+  std::vector<std::complex<double>> conjugate(std::vector<std::complex<double>> values) {
+    for (auto& v : values) v = std::conj(v);
+    return values;
+  }
+  /// Logical not of a bool array, shape kept.
+  labhost::typed_array negate(labhost::typed_array flags) {
+    if (flags.type != labhost::element_type::boolean) throw labhost::bad_arguments_error("flags: expected array<bool>");
+    for (auto& b : flags.data) b = b ? 0 : 1;
+    return flags;
+  }
+
+  // --- Events.
+  void set_publisher(labhost::publisher p) { publisher_ = p; }
+  /// Publishes `count` numbers on "numbers", the next ones of this instance's count (1, 2,
+  /// ...); returns how many the daemon took.
+  std::int64_t emit(std::int64_t count) {
+    std::int64_t taken = 0;
+    for (std::int64_t i = 0; i < count; ++i) taken += publisher_.publish("numbers", ++emitted_) ? 1 : 0;
+    return taken;
+  }
+  /// Publishes `count` height x width uint16 frames on "frames", in place; every pixel of
+  /// frame n (counted by this instance from 1) is n mod 2^16. Returns how many were taken.
+  std::int64_t emit_frames(std::int64_t count, std::int64_t height, std::int64_t width) {
+    std::int64_t taken = 0;
+    for (std::int64_t i = 0; i < count; ++i) {
+      const auto n = static_cast<std::uint16_t>(++frames_emitted_);
+      taken += publisher_.publish_array<std::uint16_t>(
+                   "frames", {static_cast<std::uint32_t>(height), static_cast<std::uint32_t>(width)},
+                   [n](std::span<std::uint16_t> px) { std::fill(px.begin(), px.end(), n); })
+                   ? 1
+                   : 0;
+    }
+    return taken;
+  }
+  /// [subscribers, ready] of a topic.
+  std::vector<std::int64_t> demand(std::string topic) {
+    auto d = publisher_.demand(topic);
+    return {static_cast<std::int64_t>(d.subscribers), static_cast<std::int64_t>(d.ready)};
+  }
+
+  // --- Oneway.
+  void record(labhost::value v) {
+    std::lock_guard lock(recorded_mutex_);
+    recorded_.push_back(std::move(v));
+  }
+  labhost::list recorded() {
+    std::lock_guard lock(recorded_mutex_);
+    return recorded_;
+  }
+
  private:
   std::string label_;
   std::int64_t calls_ = 0;
+  labhost::publisher publisher_;
+  std::int64_t emitted_ = 0;
+  std::int64_t frames_emitted_ = 0;
+  std::mutex recorded_mutex_;
+  labhost::list recorded_;
 };
 
 }  // namespace
@@ -154,4 +228,16 @@ LABHOST_DRIVER(test_echo, "test_echo", "0.1.0", "labhost tests", "Echo and gate 
     labhost::method(&test_echo::wait_fifo, "wait_fifo", {"path"}, "Blocks until a byte arrives on a FIFO."),
     labhost::method(&test_echo::sequence, "sequence", {}, "Next number of a process-wide sequence."),
     labhost::method(&test_echo::alive, "alive", {}, "Live instances of this driver."),
-    labhost::method(&test_echo::created, "created", {}, "Instances created so far."))
+    labhost::method(&test_echo::created, "created", {}, "Instances created so far."),
+    labhost::method(&test_echo::frame, "frame", {"height", "width"}, "A shaped uint16 frame, in place."),
+    labhost::method(&test_echo::shape_of, "shape_of", {"array"}, "{shape, dtype, count} of an array."),
+    labhost::method(&test_echo::conjugate, "conjugate", {"values"}, "Complex conjugates."),
+    labhost::method(&test_echo::negate, "negate", {"flags"}, "Not of each bool, shape kept."),
+    labhost::method(&test_echo::emit, "emit", {"count"}, "Publishes the next count numbers on numbers."),
+    labhost::method(&test_echo::emit_frames, "emit_frames", {"count", "height", "width"},
+                    "Publishes count frames on frames; frame n is all n."),
+    labhost::method(&test_echo::demand, "demand", {"topic"}, "[subscribers, ready] of a topic."),
+    labhost::oneway(labhost::method(&test_echo::record, "record", {"value"}, "Keeps value (oneway).")),
+    labhost::method(&test_echo::recorded, "recorded", {}, "What record() kept, in order."),
+    labhost::topic<std::int64_t>("numbers", "What emit() publishes: 1, 2, ..."),
+    labhost::topic<std::vector<std::uint16_t>>("frames", "What emit_frames() publishes."))

@@ -85,14 +85,25 @@ bool raw_client::closed_by_peer() {
   return ::recv(fd_, &byte, 1, 0) == 0;
 }
 
-void raw_client::hello(const std::string& client_name) {
+std::string raw_client::hello(const std::string& client_name, std::int64_t max_version,
+                              const std::string& session_token) {
   protocol::hello_message m;
   m.client_name = client_name;
   m.pid = 1;
+  m.max_version = max_version;
+  m.session_token = session_token;
   send(protocol::encode_frame(protocol::message_type::hello, 1, protocol::to_value(m)));
   auto reply = receive();
   if (!reply || reply->first.type != protocol::message_type::welcome)
     throw std::runtime_error("raw_client: no welcome after hello");
+  return reply->second.find("session_token")->as_string();
+}
+
+void raw_client::reset() {
+  linger abort_on_close{1, 0};  // close() sends a reset: a broken link, not a goodbye
+  ::setsockopt(fd_, SOL_SOCKET, SO_LINGER, &abort_on_close, sizeof abort_on_close);
+  ::close(fd_);
+  fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);  // unconnected: later use fails cleanly
 }
 
 bool raw_client::read_exact(std::uint8_t* data, std::size_t size) {

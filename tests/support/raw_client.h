@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -26,8 +27,13 @@ class raw_client {
   std::optional<std::pair<protocol::frame_header, value>> receive();
   /// True when the daemon closed the connection (reads one byte to find out).
   bool closed_by_peer();
-  /// Says hello as `client_name` and requires a welcome.
-  void hello(const std::string& client_name = "raw@test");
+  /// Says hello as `client_name`, speaking protocol versions 1 to `max_version` (presenting
+  /// `session_token` to resume a session), requires a welcome, and returns its session token.
+  std::string hello(const std::string& client_name = "raw@test", std::int64_t max_version = protocol::protocol_version,
+                    const std::string& session_token = "");
+  /// Drops the connection with a reset, as a network failure would: the daemon keeps the
+  /// session for a resume.
+  void reset();
   /// This end's port on loopback.
   std::uint16_t local_port() const;
   /// True when a frame from the daemon waits to be read (never waits itself).

@@ -5,6 +5,7 @@
 #define BOOST_TEST_MODULE conformance
 #include <boost/json.hpp>
 #include <boost/test/unit_test.hpp>
+#include <complex>
 
 #include <cstring>
 #include <limits>
@@ -81,7 +82,11 @@ element_type element_type_named(std::string_view name) {
 template <typename T>
 void append_element(typed_array& array, const json::value& element) {
   T x;
-  if constexpr (std::is_floating_point_v<T>) x = static_cast<T>(float_of(element));
+  if constexpr (std::is_same_v<T, bool>) x = element.as_bool();
+  else if constexpr (std::is_same_v<T, std::complex<float>> || std::is_same_v<T, std::complex<double>>)
+    x = T(static_cast<typename T::value_type>(float_of(element.as_array().at(0))),
+          static_cast<typename T::value_type>(float_of(element.as_array().at(1))));
+  else if constexpr (std::is_floating_point_v<T>) x = static_cast<T>(float_of(element));
   else x = element.to_number<T>();
   auto at = array.data.size();
   array.data.resize(at + sizeof(T));
@@ -103,8 +108,13 @@ typed_array array_of(const json::object& spec) {
       case element_type::uint32: append_element<std::uint32_t>(array, element); break;
       case element_type::uint16: append_element<std::uint16_t>(array, element); break;
       case element_type::uint8: append_element<std::uint8_t>(array, element); break;
+      case element_type::complex64: append_element<std::complex<float>>(array, element); break;
+      case element_type::complex128: append_element<std::complex<double>>(array, element); break;
+      case element_type::boolean: append_element<bool>(array, element); break;
     }
   }
+  if (auto shape = spec.if_contains("shape"))
+    for (const auto& d : shape->as_array()) array.shape.push_back(d.to_number<std::uint32_t>());
   return array;
 }
 
@@ -143,6 +153,7 @@ std::string_view status_name(decode_status status) {
     case decode_status::bad_bool: return "bad_bool";
     case decode_status::bad_utf8: return "bad_utf8";
     case decode_status::bad_element_type: return "bad_element_type";
+    case decode_status::bad_shape: return "bad_shape";
     case decode_status::too_deep: return "too_deep";
     case decode_status::too_many_items: return "too_many_items";
     case decode_status::trailing_bytes: return "trailing_bytes";
@@ -299,6 +310,8 @@ BOOST_AUTO_TEST_CASE(the_limits_are_the_listed_ones) {
   auto vectors = read_vectors("limits.json");
   auto number = [&](const char* key) { return vectors.at(key).to_number<std::uint64_t>(); };
   BOOST_TEST(number("protocol_version") == protocol::protocol_version);
+  BOOST_TEST(number("oldest_protocol_version") == protocol::oldest_protocol_version);
+  BOOST_TEST(number("framing_version") == protocol::framing_version);
   BOOST_TEST(number("header_size") == protocol::header_size);
   BOOST_TEST(number("nonce_size") == protocol::nonce_size);
   BOOST_TEST(number("max_frame_bytes") == limits::default_max_frame_bytes);

@@ -22,7 +22,7 @@ BOOST_AUTO_TEST_CASE(header_round_trips) {
   BOOST_TEST(h->request_id == 0xA1B2C3D4u);
   BOOST_TEST(h->payload_size == frame.size() - header_size);
   BOOST_TEST(frame[0] == 'L');
-  BOOST_TEST(frame[4] == protocol_version);
+  BOOST_TEST(frame[4] == framing_version);
   BOOST_TEST(frame[5] == 3);
 }
 

@@ -10,12 +10,20 @@
 //
 // Failures throw labhost::remote_error carrying the typed error (connection_lost when the
 // daemon goes away, bad_address for an address that does not parse).
+//
+// Beyond calls that wait: call_async() (a std::future, or a callback), call_oneway() (no
+// reply awaited), and subscribe() to a topic's events (an iterator-like next(), or a
+// callback). Callbacks run on a thread of the client library: they must not block on this
+// client (use call_async there) nor destroy it.
 #ifndef LABHOST_CLIENT_H
 #define LABHOST_CLIENT_H
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
+#include <future>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -60,6 +68,60 @@ struct client_options {
   /// again, so slow calls cost no CPU. Zero, or a process limited to one CPU: never poll.
   /// Plain TCP only; heartbeats never poll.
   std::chrono::microseconds busy_poll = limits::default_busy_poll;
+  /// Called (on a client thread) with the error of a oneway call that failed in the daemon.
+  /// Unset: such errors are only counted (client::oneway_failures()).
+  std::function<void(const error&)> on_oneway_error;
+};
+
+/// One value a service published on a topic, as a subscription receives it.
+struct event {
+  std::uint32_t subscription = 0;
+  std::int64_t seq = 0;      // its number on its topic: a gap is events this subscriber did not get
+  std::int64_t dropped = 0;  // events dropped for this subscriber since the previous one it got
+  double time = 0;           // when the driver published it, Unix time in seconds
+  value data;
+};
+
+struct subscribe_options {
+  std::size_t queue = 16;  // events kept for this subscriber, by the daemon and by the client
+  double max_rate = 0;     // at most this many events per second; 0: no limit
+};
+
+class client;
+
+/// A subscription to a topic: events in order, from next(), or to a callback. Ends when
+/// destroyed (unsubscribing), on unsubscribe(), or when its session ends (next() then
+/// throws connection_lost). Thread-safety: next() from one thread at a time; the rest from
+/// any thread.
+class subscription {
+ public:
+  ~subscription();
+  subscription(const subscription&) = delete;
+  subscription& operator=(const subscription&) = delete;
+
+  /// The next event, waiting up to `timeout` for it (nothing when none came). Throws
+  /// remote_error when the subscription ended, once the events before the end are taken.
+  std::optional<event> next(std::chrono::milliseconds timeout);
+  /// Stops the events. Idempotent; throws remote_error only when the daemon cannot be told.
+  void unsubscribe();
+
+  std::uint32_t id() const noexcept { return id_; }
+  const std::string& topic() const noexcept { return topic_; }
+  const std::string& type() const noexcept { return type_; }
+  /// Events this subscriber lost: dropped by the daemon (reported in each event) and by this
+  /// client's own queue (next() not called fast enough).
+  std::uint64_t dropped() const;
+
+  struct state;  // shared with the client's reader
+  subscription(std::shared_ptr<client> owner, std::uint32_t id, std::string topic, std::string type,
+               std::shared_ptr<state> s);
+
+ private:
+  std::shared_ptr<client> owner_;
+  std::uint32_t id_;
+  std::string topic_;
+  std::string type_;
+  std::shared_ptr<state> state_;
 };
 
 /// One service's lock, as lock() and lock_status() report it.
@@ -86,7 +148,7 @@ struct service_address {
   std::string to_string() const;
 };
 
-class client {
+class client : public std::enable_shared_from_this<client> {
  public:
   /// Connects and opens a session (hello/welcome). Throws remote_error.
   static std::shared_ptr<client> connect(const std::string& host, std::uint16_t port,
@@ -97,6 +159,28 @@ class client {
 
   /// Calls service.method(args..., kwargs...) and returns its result.
   value call(std::string_view service, std::string_view method, list args = {}, map kwargs = {});
+  /// Sends the call and returns at once; the future holds the result, or throws remote_error.
+  /// Many may be in flight together. The options' timeout bounds each.
+  std::future<value> call_async(std::string_view service, std::string_view method, list args = {}, map kwargs = {});
+  /// The same, with the result, or the error, handed to `done` on a client thread.
+  void call_async(std::string_view service, std::string_view method, list args, map kwargs,
+                  std::function<void(result<value>)> done);
+  /// Sends the call and returns without waiting for anything: the daemon sends no result.
+  /// Oneway calls of this client to one service run in the order sent, before its later
+  /// calls there. A failure in the daemon goes to client_options::on_oneway_error.
+  void call_oneway(std::string_view service, std::string_view method, list args = {}, map kwargs = {});
+  /// Oneway calls the daemon reported as failed so far.
+  std::uint64_t oneway_failures() const noexcept;
+
+  /// Subscribes to a topic of a service (describe lists them). Errors: no_such_topic,
+  /// no_such_service, unsupported_version (a daemon of protocol version 1), busy.
+  std::unique_ptr<subscription> subscribe(std::string_view service, std::string_view topic,
+                                          subscribe_options options = {});
+  /// The same, each event handed to `on_event` on a client thread instead of next().
+  std::unique_ptr<subscription> subscribe(std::string_view service, std::string_view topic,
+                                          std::function<void(const event&)> on_event, subscribe_options options = {});
+  /// The protocol version of the session: 2, or 1 with a daemon that speaks no more.
+  std::int64_t protocol_version() const;
   daemon_description describe();
   service_description describe(std::string_view service);
   /// Round trip of one ping.
@@ -127,6 +211,7 @@ class client {
   explicit client(std::unique_ptr<impl> i);
 
  private:
+  friend class subscription;
   std::unique_ptr<impl> impl_;
 };
 
@@ -151,6 +236,15 @@ class service_proxy {
   }
   void unlock() { client_->unlock(service_); }
   lock_info lock_status() { return client_->lock_status(service_).at(0); }
+  std::future<value> call_async(std::string_view method, list args = {}, map kwargs = {}) {
+    return client_->call_async(service_, method, std::move(args), std::move(kwargs));
+  }
+  void call_oneway(std::string_view method, list args = {}, map kwargs = {}) {
+    client_->call_oneway(service_, method, std::move(args), std::move(kwargs));
+  }
+  std::unique_ptr<subscription> subscribe(std::string_view topic, subscribe_options options = {}) {
+    return client_->subscribe(service_, topic, options);
+  }
   const std::string& name() const noexcept { return service_; }
   client& connection() noexcept { return *client_; }
 

@@ -18,6 +18,14 @@ struct method_description {
   std::vector<parameter_description> params;
   std::string returns;  // type name, "null" for none
   std::string doc;
+  bool oneway = false;  // the driver marks it oneway: callers need no reply
+};
+
+/// A topic a service publishes values on (events).
+struct topic_description {
+  std::string name;
+  std::string type;  // the values' type, as a method's result type
+  std::string doc;
 };
 
 struct service_description {
@@ -31,6 +39,7 @@ struct service_description {
   std::string reason;          // why waiting or unavailable; empty when ready
   std::int64_t calls_pending = 0;  // calls accepted and not finished: running and queued
   std::vector<method_description> methods;  // filled when one service is described
+  std::vector<topic_description> topics;     // likewise
 };
 
 struct daemon_description {

@@ -26,10 +26,16 @@
 // labhost::unavailable_error when the instrument cannot be reached. Optional members
 // `void close()` and `void health()` (throws when unhealthy) are used when present.
 // The daemon never calls one instance from two threads at once.
+//
+// Events: list topics in the table (labhost::topic<T>("name", "doc")) and give the class a
+// member `void set_publisher(labhost::publisher p)`; the SDK calls it right after the
+// constructor, and the driver may then publish from any of its threads until close() returns
+// (stop them there). A method that needs no reply is marked labhost::oneway(labhost::method(...)).
 #ifndef LABHOST_DRIVER_H
 #define LABHOST_DRIVER_H
 
 #include <boost/dll/alias.hpp>
+#include <complex>
 #include <cstdint>
 #include <exception>
 #include <functional>
@@ -71,10 +77,6 @@ template <typename T, typename = void>
 struct value_traits;  // specialised below; an unsupported type fails to compile here
 
 namespace sdk_detail {
-template <typename T>
-constexpr bool is_plain_number_v =
-    std::is_arithmetic_v<T> && !std::is_same_v<T, bool> && !std::is_same_v<T, char>;
-
 [[noreturn]] inline void type_mismatch(std::string_view param, std::string_view expected,
                                        const value& got) {
   throw bad_arguments_error("parameter '" + std::string(param) + "': expected " +
@@ -178,9 +180,32 @@ struct value_traits<typed_array> {
   static value to(typed_array a) { return value(std::move(a)); }
 };
 
-/// std::vector of numbers travels as a typed array; a list of numbers is accepted too.
+namespace sdk_detail {
+/// Element types a std::vector<T> parameter or result travels as (std::vector<bool> is a list).
 template <typename T>
-struct value_traits<std::vector<T>, std::enable_if_t<sdk_detail::is_plain_number_v<T>>> {
+constexpr bool is_vector_element_v = is_array_element_v<T> && !std::is_same_v<T, bool>;
+}  // namespace sdk_detail
+
+/// std::complex numbers: from a complex typed array's element, or from a plain number.
+template <typename F>
+struct value_traits<std::complex<F>, std::enable_if_t<std::is_floating_point_v<F>>> {
+  static std::string type_name() { return sizeof(F) == 4 ? "complex64" : "complex128"; }
+  static std::complex<F> from(const value& v, std::string_view param) {
+    if (v.is_number()) return {static_cast<F>(v.as_number()), F(0)};
+    if (v.is_array() && v.as_array().count() == 1) {
+      const auto& a = v.as_array();
+      if (a.type == element_type::complex64) return std::complex<F>(a.at<std::complex<float>>(0));
+      if (a.type == element_type::complex128) return std::complex<F>(a.at<std::complex<double>>(0));
+    }
+    sdk_detail::type_mismatch(param, type_name() + " (a number, or a one-element complex array)", v);
+  }
+  static value to(std::complex<F> c) { return typed_array::from(&c, 1); }
+};
+
+/// std::vector of numbers travels as a typed array; a list of numbers is accepted too. A
+/// shaped array is taken flat, in row-major order (take a typed_array for its shape).
+template <typename T>
+struct value_traits<std::vector<T>, std::enable_if_t<sdk_detail::is_vector_element_v<T>>> {
   static std::string type_name() {
     return "array<" + std::string(element_type_name(element_type_of<T>())) + ">";
   }
@@ -208,7 +233,7 @@ struct value_traits<std::vector<T>, std::enable_if_t<sdk_detail::is_plain_number
 
 /// Any other std::vector travels as a list.
 template <typename T>
-struct value_traits<std::vector<T>, std::enable_if_t<!sdk_detail::is_plain_number_v<T>>> {
+struct value_traits<std::vector<T>, std::enable_if_t<!sdk_detail::is_vector_element_v<T>>> {
   static std::string type_name() { return "list<" + value_traits<T>::type_name() + ">"; }
   static std::vector<T> from(const value& v, std::string_view param) {
     if (!v.is_list()) sdk_detail::type_mismatch(param, type_name(), v);
@@ -281,25 +306,42 @@ class params {
 // Method table.
 
 /// A typed-array result that the driver writes in place: `count` elements of T, written by
-/// `fill` into the span it is given (uninitialized memory; every element must be written).
+/// `fill` into the span it is given (uninitialized memory; every element must be written),
+/// and optionally its `shape` (outermost first, row-major; the product must be `count`).
 /// `fill` runs after the method returns, before the reply leaves; an exception from it fails
 /// the call like one from the method.
 ///
 ///   labhost::array_result<std::uint16_t> grab() {
-///     return {width_ * height_, [this](std::span<std::uint16_t> pixels) { read_out(pixels); }};
+///     return labhost::shaped_result<std::uint16_t>({height_, width_},
+///                                                  [this](std::span<std::uint16_t> pixels) { read_out(pixels); });
 ///   }
 template <typename T>
 struct array_result {
-  static_assert(sdk_detail::is_plain_number_v<T>, "array_result holds numbers (int8 to float64)");
+  static_assert(is_array_element_v<T>, "array_result holds typed-array elements (is_array_element_v)");
+  array_result() = default;
+  array_result(std::size_t n, std::function<void(std::span<T>)> f, std::vector<std::uint32_t> dims = {})
+      : count(n), fill(std::move(f)), shape(std::move(dims)) {}
+
   std::size_t count = 0;
   std::function<void(std::span<T>)> fill;
+  std::vector<std::uint32_t> shape;  // empty: flat
 };
+
+/// An array_result of the given shape (one dimension: flat).
+template <typename T>
+array_result<T> shaped_result(std::vector<std::uint32_t> shape, std::function<void(std::span<T>)> fill) {
+  std::size_t count = 1;
+  for (auto d : shape) count *= d;
+  if (shape.size() <= 1) shape.clear();
+  return {count, std::move(fill), std::move(shape)};
+}
 
 /// What a method gave back: a value, or an array to be written in place.
 struct method_result {
   value result;
   element_type type = element_type::uint8;  // with fill: the array's element type,
   std::size_t count = 0;                    // its element count,
+  std::vector<std::uint32_t> shape;         // its shape (empty: flat),
   std::function<void(std::uint8_t*)> fill;  // and what writes it (count elements at the pointer)
 };
 
@@ -311,6 +353,14 @@ struct method_binding {
   std::vector<std::string> param_types;
   std::string return_type;
   std::function<method_result(Driver&, const list&)> invoke;
+  std::uint32_t flags = 0;  // LABHOST_METHOD_* bits
+};
+
+/// A row of the table naming a topic the driver publishes on.
+struct topic_binding {
+  const char* name;
+  std::string type;
+  const char* doc;
 };
 
 namespace sdk_detail {
@@ -330,6 +380,13 @@ method_result to_method_result(R&& r) {
     using element = typename is_array_result<plain>::element;
     m.type = element_type_of<element>();
     m.count = r.count;
+    m.shape = std::move(r.shape);
+    if (m.shape.size() > max_array_dimensions) throw driver_error("array_result: more than 32 dimensions");
+    if (!m.shape.empty()) {
+      std::size_t product = 1;
+      for (auto d : m.shape) product *= d;
+      if (product != m.count) throw driver_error("array_result: the shape does not hold `count` elements");
+    }
     m.fill = [fill = std::move(r.fill), count = r.count](std::uint8_t* at) {
       // The host's memory is 16-byte aligned, so it holds T directly.
       if (fill) fill(std::span<element>(reinterpret_cast<element*>(at), count));
@@ -377,6 +434,20 @@ method_binding<Driver> make_binding(Fn fn, const char* name, std::vector<const c
 }
 }  // namespace sdk_detail
 
+/// A topic whose values are of type T (as for a method result: double, std::vector<uint16_t>
+/// for an array, labhost::value for anything).
+template <typename T = value>
+topic_binding topic(const char* name, const char* doc) {
+  return {name, value_traits<T>::type_name(), doc};
+}
+
+/// Marks a method oneway: clients send the call and go on; a failure is still reported.
+template <typename Driver>
+method_binding<Driver> oneway(method_binding<Driver> m) {
+  m.flags |= LABHOST_METHOD_ONEWAY;
+  return m;
+}
+
 /// One row of a method table: member function, wire name, parameter names, doc string.
 template <typename Driver, typename R, typename... A>
 method_binding<Driver> method(R (Driver::*fn)(A...), const char* name,
@@ -423,12 +494,111 @@ int guarded(labhost_output* out, Body&& body) noexcept {
 
 }  // namespace sdk_detail
 
+/// What a driver publishes its topics' values through (ABI 1.2). Cheap to copy; every
+/// member is thread-safe. A default-constructed one publishes nothing.
+class publisher {
+ public:
+  publisher() = default;
+  publisher(const labhost_events* events, const std::vector<std::string>* topics) noexcept
+      : events_(events), topics_(topics) {}
+
+  /// Subscribers of a topic now, and how many of them could take another value without
+  /// dropping one: produce costly values (a frame) only while `ready` is not 0.
+  struct demand_info {
+    std::uint32_t subscribers = 0;
+    std::uint32_t ready = 0;
+  };
+  demand_info demand(std::string_view topic) const noexcept {
+    demand_info d;
+    const int i = index(topic);
+    if (i >= 0) events_->demand(events_->context, static_cast<std::uint32_t>(i), &d.subscribers, &d.ready);
+    return d;
+  }
+
+  /// Publishes `v` on `topic` (encoded and copied). False when the daemon refused it (no such
+  /// topic, too large, the instance closed) or this publisher is not attached.
+  bool publish(std::string_view topic, const value& v) const {
+    const int i = index(topic);
+    if (i < 0) return false;
+    std::vector<std::uint8_t> encoded;
+    if (v.is_array()) {  // an array's bytes go as they are, after their prefix
+      const auto& a = v.as_array();
+      std::uint8_t prefix[array_prefix_size(max_array_dimensions)];
+      encoded.assign(prefix, prefix + write_array_prefix(prefix, a.type, a.count(), a.shape));
+      encoded.insert(encoded.end(), a.data.begin(), a.data.end());
+    } else {
+      encode(v, encoded);
+    }
+    return events_->publish(events_->context, static_cast<std::uint32_t>(i), encoded.data(), encoded.size()) == 0;
+  }
+
+  /// Publishes an array of `shape` (one dimension: flat) on `topic`, written in place by
+  /// `fill` straight into the daemon's memory: a camera frame is written once. An exception
+  /// from `fill` drops the value and propagates. False when refused.
+  template <typename T>
+  bool publish_array(std::string_view topic, std::vector<std::uint32_t> shape,
+                     const std::function<void(std::span<T>)>& fill) const {
+    static_assert(is_array_element_v<T>, "publish_array publishes typed-array elements");
+    const int i = index(topic);
+    if (i < 0 || shape.empty() || shape.size() > max_array_dimensions) return false;
+    std::size_t count = 1;
+    for (auto d : shape) count *= d;
+    if (shape.size() == 1) {
+      if (count > std::numeric_limits<std::uint32_t>::max()) return false;
+      shape.clear();
+    }
+    const std::size_t prefix = array_prefix_size(shape.size());
+    void* handle = nullptr;
+    // The elements, after the prefix, start 16-byte aligned (aligned_at).
+    std::uint8_t* at = events_->reserve(events_->context, static_cast<std::uint32_t>(i), prefix + count * sizeof(T),
+                                        prefix, &handle);
+    if (at == nullptr) return false;
+    write_array_prefix(at, element_type_of<T>(), count, shape);
+    try {
+      if (fill) fill(std::span<T>(reinterpret_cast<T*>(at + prefix), count));
+    } catch (...) {
+      events_->commit(events_->context, handle, 0);
+      throw;
+    }
+    return events_->commit(events_->context, handle, 1) == 0;
+  }
+
+  bool attached() const noexcept { return events_ != nullptr; }
+
+ private:
+  int index(std::string_view topic) const noexcept {
+    if (events_ == nullptr || topics_ == nullptr) return -1;
+    for (std::size_t i = 0; i < topics_->size(); ++i)
+      if ((*topics_)[i] == topic) return static_cast<int>(i);
+    return -1;
+  }
+
+  const labhost_events* events_ = nullptr;
+  const std::vector<std::string>* topics_ = nullptr;
+};
+
+/// One row of LABHOST_DRIVER's table: a method or a topic.
+template <typename Driver>
+struct table_entry {
+  table_entry(method_binding<Driver> m) : method(std::move(m)) {}  // NOLINT: implicit on purpose
+  table_entry(topic_binding t) : topic(std::move(t)) {}            // NOLINT
+  std::optional<method_binding<Driver>> method;
+  std::optional<topic_binding> topic;
+};
+
 template <typename Driver>
 class driver_definition {
  public:
   driver_definition(const char* name, const char* version, const char* vendor,
-                    const char* description, std::initializer_list<method_binding<Driver>> methods)
-      : bindings_(methods) {
+                    const char* description, std::initializer_list<table_entry<Driver>> table) {
+    for (const auto& entry : table) {
+      if (entry.method) bindings_.push_back(*entry.method);
+      if (entry.topic) topic_bindings_.push_back(*entry.topic);
+    }
+    for (const auto& t : topic_bindings_) {
+      topic_names_.emplace_back(t.name);
+      topic_infos_.push_back({t.name, t.type.c_str(), t.doc});
+    }
     param_infos_.resize(bindings_.size());
     for (std::size_t m = 0; m < bindings_.size(); ++m) {
       auto& b = bindings_[m];
@@ -445,6 +615,7 @@ class driver_definition {
       method_infos_.push_back({b.name, param_infos_[m].data(),
                                static_cast<std::uint32_t>(param_infos_[m].size()),
                                b.return_type.c_str(), b.doc});
+      method_flags_.push_back(b.flags);
     }
     descriptor_.struct_size = sizeof(labhost_driver_descriptor);
     descriptor_.abi_version = LABHOST_ABI_VERSION;
@@ -459,6 +630,10 @@ class driver_definition {
     descriptor_.invoke = &invoke;
     if constexpr (requires(Driver& d) { d.close(); }) descriptor_.close = &close;
     if constexpr (requires(Driver& d) { d.health(); }) descriptor_.health = &health;
+    descriptor_.method_flags = method_flags_.data();
+    descriptor_.topics = topic_infos_.empty() ? nullptr : topic_infos_.data();
+    descriptor_.topic_count = static_cast<std::uint32_t>(topic_infos_.size());
+    if constexpr (requires(Driver& d, publisher p) { d.set_publisher(p); }) descriptor_.attach_events = &attach_events;
     instance_ = this;
   }
   driver_definition(const driver_definition&) = delete;
@@ -477,6 +652,15 @@ class driver_definition {
     });
   }
   static void destroy(void* instance) { delete static_cast<Driver*>(instance); }
+  static void attach_events(void* instance, const labhost_events* events) {
+    if constexpr (requires(Driver& d, publisher p) { d.set_publisher(p); }) {
+      try {
+        static_cast<Driver*>(instance)->set_publisher(publisher(events, &instance_->topic_names_));
+      } catch (...) {
+        // Nothing crosses the boundary; a driver that cannot take its publisher publishes nothing.
+      }
+    }
+  }
   static int invoke(void* instance, std::uint32_t method_index, const std::uint8_t* data,
                     std::size_t size, labhost_output* result) {
     return sdk_detail::guarded(result, [&] {
@@ -491,12 +675,11 @@ class driver_definition {
         if (result->write(result->context, chunk, length) != 0)
           throw driver_error("result refused by the host (too large?)");
       };
-      auto array_prefix = [&](element_type type, std::size_t count) {
-        if (count > std::numeric_limits<std::uint32_t>::max()) throw driver_error("array result too long");
-        std::uint8_t prefix[6] = {static_cast<std::uint8_t>(value_kind::array), static_cast<std::uint8_t>(type)};
-        const auto count32 = static_cast<std::uint32_t>(count);
-        std::memcpy(prefix + 2, &count32, 4);
-        write(prefix, sizeof prefix);
+      auto array_prefix = [&](element_type type, std::size_t count, std::span<const std::uint32_t> shape) {
+        if (shape.empty() && count > std::numeric_limits<std::uint32_t>::max())
+          throw driver_error("array result too long");
+        std::uint8_t prefix[array_prefix_size(max_array_dimensions)];
+        write(prefix, write_array_prefix(prefix, type, count, shape));
       };
       if (produced.fill) {
         // Written in place: straight into the host's reply when it lends memory (ABI 1.1),
@@ -505,7 +688,7 @@ class driver_definition {
         if (result->reserve != nullptr && bytes > 0) {
           // A failure after this reserve leaves its bytes behind: the host reads the message
           // from after them (driver_abi.h).
-          array_prefix(produced.type, produced.count);
+          array_prefix(produced.type, produced.count, produced.shape);
           std::uint8_t* at = result->reserve(result->context, bytes);
           if (at == nullptr) throw driver_error("result refused by the host (too large?)");
           produced.fill(at);
@@ -517,7 +700,7 @@ class driver_definition {
           own = std::make_unique_for_overwrite<std::uint8_t[]>(bytes);
           produced.fill(own.get());
         }
-        array_prefix(produced.type, produced.count);
+        array_prefix(produced.type, produced.count, produced.shape);
         if (bytes > 0) write(own.get(), bytes);
         return LABHOST_OK;
       }
@@ -526,7 +709,7 @@ class driver_definition {
         // A waveform or a camera frame: hand over its bytes as they are, without first
         // copying them into an encoding buffer.
         const auto& a = out.as_array();
-        array_prefix(a.type, a.count());
+        array_prefix(a.type, a.count(), a.shape);
         if (!a.data.empty()) write(a.data.data(), a.data.size());
         return LABHOST_OK;
       }
@@ -550,6 +733,10 @@ class driver_definition {
   }
 
   std::vector<method_binding<Driver>> bindings_;
+  std::vector<topic_binding> topic_bindings_;
+  std::vector<std::string> topic_names_;
+  std::vector<labhost_topic_info> topic_infos_;
+  std::vector<std::uint32_t> method_flags_;
   std::vector<std::unique_ptr<std::string>> generated_names_;
   std::vector<std::vector<labhost_param_info>> param_infos_;
   std::vector<labhost_method_info> method_infos_;

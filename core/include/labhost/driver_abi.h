@@ -20,6 +20,9 @@
  *   the daemon never unloads a plugin while it runs.
  * - Thread-safety: the daemon never calls into one instance from two threads at once. Calls
  *   on different instances may run in parallel.
+ * - Since 1.2, a driver may publish values on topics (events, docs/driver-sdk.md): the host
+ *   hands each instance a labhost_events right after create, and the driver may publish
+ *   through it from any of its threads until its close returns.
  */
 #ifndef LABHOST_DRIVER_ABI_H
 #define LABHOST_DRIVER_ABI_H
@@ -32,7 +35,7 @@ extern "C" {
 #endif
 
 #define LABHOST_ABI_VERSION_MAJOR 1
-#define LABHOST_ABI_VERSION_MINOR 1
+#define LABHOST_ABI_VERSION_MINOR 2
 #define LABHOST_ABI_VERSION ((LABHOST_ABI_VERSION_MAJOR << 16) | LABHOST_ABI_VERSION_MINOR)
 
 /* Name of the exported entry symbol. */
@@ -74,6 +77,41 @@ typedef struct labhost_param_info {
                        "array<uint16>", "any", ... for describe */
 } labhost_param_info;
 
+/* Bits of labhost_driver_descriptor.method_flags (since 1.2). */
+enum {
+  LABHOST_METHOD_ONEWAY = 1 /* callers need no reply: clients send the call and go on */
+};
+
+/* A topic the driver publishes values on (since 1.2). */
+typedef struct labhost_topic_info {
+  const char* name; /* as clients subscribe to it ("frames") */
+  const char* type; /* the values' type name, as for a method's result ("array<uint16>") */
+  const char* doc;
+} labhost_topic_info;
+
+/* What the host gives an instance for publishing (since 1.2). Every function may be called
+ * from any thread of the driver, at any time from attach_events until the instance's close
+ * returns (or destroy, when the descriptor has no close); after that they refuse. `topic` is
+ * an index into the descriptor's topics. A published value is one encoded value; the host
+ * copies it (publish) or lends the memory for it (reserve, then commit). */
+typedef struct labhost_events {
+  void* context;
+  /* Subscribers of the topic now, and how many of them could take another event without
+   * dropping one: a driver may produce values (a camera frame) only while someone wants them. */
+  void (*demand)(void* context, uint32_t topic, uint32_t* subscribers, uint32_t* ready);
+  /* Publishes one encoded value of `size` bytes (copied). Returns 0, or non-zero when refused
+   * (no such topic, larger than the daemon's max_frame_bytes, the instance is closed). */
+  int (*publish)(void* context, uint32_t topic, const uint8_t* value, size_t size);
+  /* Lends `size` bytes for one encoded value that the driver writes in place, placed so that
+   * the byte at offset `aligned_at` is 16-byte aligned (an array's elements after its prefix);
+   * *handle identifies it for commit. NULL when refused. */
+  uint8_t* (*reserve)(void* context, uint32_t topic, size_t size, size_t aligned_at, void** handle);
+  /* Ends a reserve: publishes what was written there when `publish` is non-zero, else drops
+   * it. Every reserve that did not return NULL must be committed once. Returns 0, or non-zero
+   * when refused (the instance closed meanwhile). */
+  int (*commit)(void* context, void* handle, int publish);
+} labhost_events;
+
 typedef struct labhost_method_info {
   const char* name;
   const labhost_param_info* params;
@@ -108,6 +146,14 @@ typedef struct labhost_driver_descriptor {
   int (*close)(void* instance, labhost_output* error);
   /* Optional (may be NULL): LABHOST_OK when the instrument answers, else the reason. */
   int (*health)(void* instance, labhost_output* error);
+
+  /* Since 1.2 (absent from older drivers). */
+  const uint32_t* method_flags; /* NULL, or method_count LABHOST_METHOD_* bit sets */
+  const labhost_topic_info* topics;
+  uint32_t topic_count;
+  /* Optional (may be NULL): called once per instance, right after create, with what the
+   * instance may publish through; `events` stays valid until destroy. */
+  void (*attach_events)(void* instance, const labhost_events* events);
 } labhost_driver_descriptor;
 
 typedef const labhost_driver_descriptor* (*labhost_entry_fn)(void);

@@ -30,12 +30,14 @@ enum class errc : std::uint16_t {
   shutting_down = 10,
   internal_error = 11,
   bad_message = 12,         // a well-formed frame whose message is not what its type requires
-  // sessions and locks
+  // sessions, locks and subscriptions
   locked = 20,
   not_lock_owner = 21,
   not_lockable = 22,
   locked_out = 23,
   no_such_session = 24,
+  no_such_topic = 25,         // subscribe: the service publishes no such topic
+  no_such_subscription = 26,  // unsubscribe: the session has no such subscription
   // security
   auth_failed = 30,
   not_authorised = 31,
@@ -68,6 +70,8 @@ constexpr std::string_view errc_name(errc code) noexcept {
     case errc::not_lockable: return "not_lockable";
     case errc::locked_out: return "locked_out";
     case errc::no_such_session: return "no_such_session";
+    case errc::no_such_topic: return "no_such_topic";
+    case errc::no_such_subscription: return "no_such_subscription";
     case errc::auth_failed: return "auth_failed";
     case errc::not_authorised: return "not_authorised";
     case errc::tls_required: return "tls_required";

@@ -1,7 +1,8 @@
 // labhost/value.h: the values that travel between clients, daemons and drivers.
 //
 // A value is null, bool, int64, float64, string (UTF-8), bytes, list, map (string keys, order
-// kept) or a typed numeric array (element type + count + raw little-endian data). It is a
+// kept) or a typed array (element type + count + raw little-endian data, and a shape for
+// arrays of two or more dimensions). It is a
 // plain regular type: copyable, movable, comparable; not synchronised (one thread at a time).
 //
 // This header is part of the driver SDK: it is header-only and depends on the standard
@@ -9,9 +10,11 @@
 #ifndef LABHOST_VALUE_H
 #define LABHOST_VALUE_H
 
+#include <complex>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -21,7 +24,8 @@
 
 namespace labhost {
 
-/// Element type of a typed array. The numbers are wire bytes (docs/protocol.md).
+/// Element type of a typed array. The numbers are wire bytes (docs/protocol.md). The types
+/// from complex64 on are protocol version 2: a version-1 peer cannot receive them.
 enum class element_type : std::uint8_t {
   float64 = 1,
   float32 = 2,
@@ -33,14 +37,23 @@ enum class element_type : std::uint8_t {
   uint32 = 8,
   uint16 = 9,
   uint8 = 10,
+  complex64 = 11,   // two float32: real, then imaginary (std::complex<float>, numpy complex64)
+  complex128 = 12,  // two float64 (std::complex<double>, numpy complex128)
+  boolean = 13,     // one byte, 0 or 1 (bool, numpy bool_)
 };
+
+/// The last element type of protocol version 1.
+inline constexpr element_type last_v1_element_type = element_type::uint8;
 
 /// Size in bytes of one element, or 0 for a byte that names no element type.
 constexpr std::size_t element_size(element_type type) noexcept {
   switch (type) {
+    case element_type::complex128:
+      return 16;
     case element_type::float64:
     case element_type::int64:
     case element_type::uint64:
+    case element_type::complex64:
       return 8;
     case element_type::float32:
     case element_type::int32:
@@ -51,12 +64,13 @@ constexpr std::size_t element_size(element_type type) noexcept {
       return 2;
     case element_type::int8:
     case element_type::uint8:
+    case element_type::boolean:
       return 1;
   }
   return 0;
 }
 
-/// The numpy-style name of an element type ("float64", "uint16", ...).
+/// The numpy-style name of an element type ("float64", "uint16", "complex64", "bool", ...).
 constexpr std::string_view element_type_name(element_type type) noexcept {
   switch (type) {
     case element_type::float64: return "float64";
@@ -69,11 +83,24 @@ constexpr std::string_view element_type_name(element_type type) noexcept {
     case element_type::uint32: return "uint32";
     case element_type::uint16: return "uint16";
     case element_type::uint8: return "uint8";
+    case element_type::complex64: return "complex64";
+    case element_type::complex128: return "complex128";
+    case element_type::boolean: return "bool";
   }
   return "unknown";
 }
 
-/// Maps a C++ arithmetic type to its element type (only the types listed are valid).
+/// True for the C++ types a typed array can hold: the fixed-size integers, float, double,
+/// std::complex<float>, std::complex<double> and bool.
+template <typename T>
+inline constexpr bool is_array_element_v =
+    std::is_same_v<T, double> || std::is_same_v<T, float> || std::is_same_v<T, std::int64_t> ||
+    std::is_same_v<T, std::int32_t> || std::is_same_v<T, std::int16_t> || std::is_same_v<T, std::int8_t> ||
+    std::is_same_v<T, std::uint64_t> || std::is_same_v<T, std::uint32_t> || std::is_same_v<T, std::uint16_t> ||
+    std::is_same_v<T, std::uint8_t> || std::is_same_v<T, std::complex<float>> ||
+    std::is_same_v<T, std::complex<double>> || std::is_same_v<T, bool>;
+
+/// Maps a C++ element type to its element type (only the types of is_array_element_v).
 template <typename T>
 constexpr element_type element_type_of() noexcept {
   if constexpr (std::is_same_v<T, double>) return element_type::float64;
@@ -85,11 +112,17 @@ constexpr element_type element_type_of() noexcept {
   else if constexpr (std::is_same_v<T, std::uint64_t>) return element_type::uint64;
   else if constexpr (std::is_same_v<T, std::uint32_t>) return element_type::uint32;
   else if constexpr (std::is_same_v<T, std::uint16_t>) return element_type::uint16;
+  else if constexpr (std::is_same_v<T, std::complex<float>>) return element_type::complex64;
+  else if constexpr (std::is_same_v<T, std::complex<double>>) return element_type::complex128;
+  else if constexpr (std::is_same_v<T, bool>) return element_type::boolean;
   else {
     static_assert(std::is_same_v<T, std::uint8_t>, "not a typed-array element type");
     return element_type::uint8;
   }
 }
+
+/// Most dimensions a shaped array may have (numpy's limit).
+inline constexpr std::size_t max_array_dimensions = 32;
 
 /// Raw bytes, never text. Distinct from std::string so the two never mix on the wire.
 struct bytes {
@@ -97,12 +130,18 @@ struct bytes {
   bool operator==(const bytes&) const = default;
 };
 
-/// A typed numeric array: `count()` elements of `type`, stored little-endian in `data`.
+/// A typed array: `count()` elements of `type`, stored little-endian in `data`, and its
+/// shape. An empty shape is one dimension of count() elements (a waveform); otherwise `shape`
+/// lists 2 to max_array_dimensions dimensions, outermost first, elements in row-major (C)
+/// order, and their product is count() (a camera frame: {height, width}).
 struct typed_array {
   element_type type = element_type::uint8;
-  std::vector<std::uint8_t> data;  // size is a multiple of element_size(type)
+  std::vector<std::uint8_t> data;     // size is a multiple of element_size(type)
+  std::vector<std::uint32_t> shape;   // empty, or 2..32 dimensions whose product is count()
 
   std::size_t count() const noexcept { return data.size() / element_size(type); }
+  /// Number of dimensions: 1 for a flat array.
+  std::size_t dimensions() const noexcept { return shape.empty() ? 1 : shape.size(); }
 
   /// Copies a contiguous range of T into a new array (little-endian hosts only, as is every
   /// platform labhost targets; the static_assert in value_codec.h keeps that honest).
@@ -116,10 +155,25 @@ struct typed_array {
   }
   template <typename T>
   static typed_array from(const std::vector<T>& values) {
+    static_assert(!std::is_same_v<T, bool>, "std::vector<bool> has no contiguous data: use from(pointer, count)");
     return from(values.data(), values.size());
   }
 
-  /// Element i as T. REQUIRES: type == element_type_of<T>() and i < count().
+  /// This array with the shape `dims` (outermost first). One dimension makes it flat. Throws
+  /// std::invalid_argument when the product of `dims` is not count(), or for more than
+  /// max_array_dimensions dimensions.
+  typed_array reshaped(std::vector<std::uint32_t> dims) && {
+    if (dims.empty() || dims.size() > max_array_dimensions)
+      throw std::invalid_argument("a shape has 1 to 32 dimensions");
+    std::size_t product = 1;
+    for (auto d : dims) product *= d;
+    if (product != count()) throw std::invalid_argument("the shape does not hold the array's elements");
+    if (dims.size() == 1) dims.clear();
+    shape = std::move(dims);
+    return std::move(*this);
+  }
+
+  /// Element i (in row-major order) as T. REQUIRES: type == element_type_of<T>() and i < count().
   template <typename T>
   T at(std::size_t i) const noexcept {
     T element;

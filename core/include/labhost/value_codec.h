@@ -25,6 +25,10 @@ static_assert(std::endian::native == std::endian::little,
               "labhost's wire format and typed arrays assume a little-endian host");
 
 /// Bounds applied while decoding untrusted input.
+/// The wire tag of a typed array with a shape (protocol version 2). A shaped array is a
+/// value of kind `array` whose typed_array::shape is not empty; flat arrays keep tag 8.
+inline constexpr std::uint8_t shaped_array_tag = 9;
+
 struct decode_limits {
   std::size_t max_depth = limits::default_max_value_depth;  // lists/maps nested deeper are refused
   std::size_t max_items = limits::default_max_value_items;  // list + map entries, all levels
@@ -37,6 +41,7 @@ enum class decode_status : std::uint8_t {
   bad_bool,          // a bool byte other than 0 or 1
   bad_utf8,          // a string or map key that is not valid UTF-8
   bad_element_type,  // unknown typed-array element type
+  bad_shape,         // a shaped array with fewer than 2 or more than 32 dimensions
   too_deep,          // nesting beyond decode_limits::max_depth
   too_many_items,    // more entries than decode_limits::max_items
   trailing_bytes,    // bytes left after the value where none were expected
@@ -50,6 +55,7 @@ constexpr std::string_view decode_status_text(decode_status status) noexcept {
     case decode_status::bad_bool: return "bool byte is neither 0 nor 1";
     case decode_status::bad_utf8: return "string is not valid UTF-8";
     case decode_status::bad_element_type: return "unknown typed-array element type";
+    case decode_status::bad_shape: return "shaped array needs 2 to 32 dimensions";
     case decode_status::too_deep: return "value nested too deeply";
     case decode_status::too_many_items: return "value has too many entries";
     case decode_status::trailing_bytes: return "bytes left after the value";
@@ -133,6 +139,7 @@ class decoder {
   decode_status read(value& out, std::size_t depth) {
     std::uint8_t tag;
     if (!take_u8(tag)) return fail(decode_status::truncated);
+    if (tag == shaped_array_tag) return read_array(out, true);
     switch (static_cast<value_kind>(tag)) {
       case value_kind::null:
         out = nullptr;
@@ -197,24 +204,54 @@ class decoder {
         out = std::move(m);
         return decode_status::ok;
       }
-      case value_kind::array: {
-        std::uint8_t type_byte;
-        if (!take_u8(type_byte)) return fail(decode_status::truncated);
-        auto type = static_cast<element_type>(type_byte);
-        std::size_t size = element_size(type);
-        if (size == 0) return fail(decode_status::bad_element_type, pos_ - 1);
-        std::uint32_t count;
-        if (!take_u32(count)) return fail(decode_status::truncated);
-        if (count > remaining() / size) return fail(decode_status::truncated);
-        typed_array a;
-        a.type = type;
-        a.data.assign(in_.data() + pos_, in_.data() + pos_ + count * size);
-        pos_ += count * size;
-        out = std::move(a);
-        return decode_status::ok;
-      }
+      case value_kind::array:
+        return read_array(out, false);
     }
     return fail(decode_status::bad_tag, pos_ - 1);
+  }
+
+  /// A typed array after its tag: element type, [ndim, dims] when shaped, count, elements.
+  decode_status read_array(value& out, bool shaped) {
+    std::uint8_t type_byte;
+    if (!take_u8(type_byte)) return fail(decode_status::truncated);
+    auto type = static_cast<element_type>(type_byte);
+    const std::size_t size = element_size(type);
+    if (size == 0) return fail(decode_status::bad_element_type, pos_ - 1);
+    typed_array a;
+    a.type = type;
+    std::size_t count = 0;
+    if (shaped) {
+      std::uint8_t ndim;
+      if (!take_u8(ndim)) return fail(decode_status::truncated);
+      if (ndim < 2 || ndim > max_array_dimensions) return fail(decode_status::bad_shape, pos_ - 1);
+      if (remaining() < 4u * ndim) return fail(decode_status::truncated);
+      a.shape.resize(ndim);
+      bool empty = false;
+      for (auto& d : a.shape) {
+        take_u32(d);
+        empty = empty || d == 0;
+      }
+      // The product is checked against the elements left at each step: it cannot overflow.
+      const std::size_t most = remaining() / size;
+      count = empty ? 0 : 1;
+      for (std::size_t i = 0; i < a.shape.size() && count != 0; ++i) {
+        if (count > most / a.shape[i]) return fail(decode_status::truncated);
+        count *= a.shape[i];
+      }
+    } else {
+      std::uint32_t count32;
+      if (!take_u32(count32)) return fail(decode_status::truncated);
+      if (count32 > remaining() / size) return fail(decode_status::truncated);
+      count = count32;
+    }
+    const std::uint8_t* first = in_.data() + pos_;
+    if (type == element_type::boolean)
+      for (std::size_t i = 0; i < count; ++i)
+        if (first[i] > 1) return fail(decode_status::bad_bool, pos_ + i);
+    a.data.assign(first, first + count * size);
+    pos_ += count * size;
+    out = std::move(a);
+    return decode_status::ok;
   }
 
   std::size_t position() const noexcept { return pos_; }
@@ -270,10 +307,46 @@ class decoder {
 
 }  // namespace codec_detail
 
+/// Writes what comes before a typed array's elements into `out` (at least
+/// array_prefix_size(shape) bytes); returns the bytes written. The tag is 8 for a flat array,
+/// else 9 with the shape. REQUIRES: count fits in u32 for a flat array.
+inline std::size_t write_array_prefix(std::uint8_t* out, element_type type, std::size_t count,
+                                      std::span<const std::uint32_t> shape) noexcept {
+  std::size_t n = 0;
+  if (shape.empty()) {
+    out[n++] = static_cast<std::uint8_t>(value_kind::array);
+    out[n++] = static_cast<std::uint8_t>(type);
+    const auto count32 = static_cast<std::uint32_t>(count);
+    std::memcpy(out + n, &count32, 4);
+    return n + 4;
+  }
+  out[n++] = shaped_array_tag;
+  out[n++] = static_cast<std::uint8_t>(type);
+  out[n++] = static_cast<std::uint8_t>(shape.size());
+  for (std::uint32_t d : shape) {
+    std::memcpy(out + n, &d, 4);
+    n += 4;
+  }
+  return n;
+}
+
+/// Bytes before a typed array's elements: 6 when flat, 3 + 4 per dimension when shaped.
+constexpr std::size_t array_prefix_size(std::size_t dimensions_in_shape) noexcept {
+  return dimensions_in_shape == 0 ? 6 : 3 + 4 * dimensions_in_shape;
+}
+
+namespace codec_detail {
+inline void put_array_prefix(std::vector<std::uint8_t>& out, element_type type, std::size_t count,
+                             std::span<const std::uint32_t> shape) {
+  std::uint8_t prefix[array_prefix_size(max_array_dimensions)];
+  out.insert(out.end(), prefix, prefix + write_array_prefix(prefix, type, count, shape));
+}
+}  // namespace codec_detail
+
 /// Appends the encoding of `v` to `out`.
 inline void encode(const value& v, std::vector<std::uint8_t>& out) {
   using namespace codec_detail;
-  out.push_back(static_cast<std::uint8_t>(v.kind()));
+  if (v.kind() != value_kind::array) out.push_back(static_cast<std::uint8_t>(v.kind()));
   switch (v.kind()) {
     case value_kind::null:
       break;
@@ -305,8 +378,7 @@ inline void encode(const value& v, std::vector<std::uint8_t>& out) {
       break;
     case value_kind::array: {
       const auto& a = v.as_array();
-      out.push_back(static_cast<std::uint8_t>(a.type));
-      put_u32(out, static_cast<std::uint32_t>(a.count()));
+      put_array_prefix(out, a.type, a.count(), a.shape);
       out.insert(out.end(), a.data.begin(), a.data.end());
       break;
     }
