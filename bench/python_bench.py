@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""labhost-bench for the Python client: cases 1 and 3 of docs/performance.md.
+"""labhost-bench for the Python client: cases 1 and 3 of docs/performance.md, and the
+asyncio client's small-call rate.
 
-    bench/python_bench.py [--quick] [--json] [--port PORT]
+    bench/python_bench.py [--quick] [--json] [--port PORT] [--in-flight N]
                           [--labhost PATH] [--plugins DIR] [--busy-poll-us N]
 
 Like build/bin/labhost-bench it starts what it measures: a `labhost daemon` (sim_laser as
@@ -15,12 +16,19 @@ payload; the client reads into a buffer allocated once.
 
 Cases:
   1. laser.wavelength(), one client, sequential: median and p99 round trip (us);
-  3. camera.grab(), an 8 MiB uint16 typed array: MB/s (10^6 bytes of reply frame per second).
-Ratios are labhost / floor, as in labhost-bench. --busy-poll-us N sets the daemon's
-busy_poll_us and the client's (default 50, as in host.json; 0 never polls).
+  3. camera.grab(), a 2048 x 2048 uint16 frame (8 MiB): MB/s (10^6 bytes of reply frame per
+     second);
+  a. laser.wavelength() from labhost.aio with N calls in flight on one connection (N tasks,
+     each calling in turn; --in-flight, default 32): calls/s, beside the sync client's
+     sequential calls/s and the floor's, both from case 1's round trips (calls / their time).
+Ratios are labhost / floor, as in labhost-bench (for calls/s: the floor's over labhost's, so
+that above 1 is slower than the floor, like the round-trip ratios).
+--busy-poll-us N sets the daemon's busy_poll_us and the sync client's (default 50, as in
+host.json; 0 never polls); the asyncio client never busy-polls.
 """
 
 import argparse
+import asyncio
 import json
 import math
 import os
@@ -104,7 +112,7 @@ def probe_frame_sizes(port):
     sizes = {}
     with _connect(port) as sock:
         hello = {"client_name": "python_bench", "pid": os.getpid(), "min_version": 1,
-                 "max_version": 1, "session_token": ""}
+                 "max_version": 2, "session_token": ""}  # as the clients: frames shaped
         kind, _ = _exchange(sock, _frame(1, 1, _value(hello)))
         if kind != 2:
             raise RuntimeError("the daemon did not welcome the size probe")
@@ -256,12 +264,38 @@ def run_sequential(laser, floor, calls, rounds):
             floor.round_trip()
             flo.append((clock() - start) / 1000.0)
     return {
+        "py_seq_calls_per_s": round(len(lab) / (sum(lab) / 1e6)),
+        "py_seq_floor_calls_per_s": round(len(flo) / (sum(flo) / 1e6)),
         "py_seq_rtt_us": round(percentile(lab, 0.5), 1),
         "py_seq_rtt_p99_us": round(percentile(lab, 0.99), 1),
         "py_seq_rtt_floor_us": round(percentile(flo, 0.5), 1),
         "py_seq_rtt_floor_p99_us": round(percentile(flo, 0.99), 1),
         "py_seq_rtt_ratio": round(percentile(lab, 0.5) / percentile(flo, 0.5), 3),
     }
+
+
+def run_async_rate(port, in_flight, calls):
+    """Case a: calls/s of labhost.aio with `in_flight` calls at once on one connection."""
+    import labhost.aio
+    from labhost import protocol
+
+    async def measure():
+        conn = await labhost.aio.connect_daemon("lab://127.0.0.1:%d" % port, heartbeats=False)
+        prefix = protocol.call_prefix("laser", "wavelength")
+        per_task = max(1, calls // in_flight)
+
+        async def caller(count):
+            for _ in range(count):
+                await conn.call_prefixed(prefix, (), None)
+        try:
+            await asyncio.gather(*(caller(max(1, 300 // in_flight)) for _ in range(in_flight)))
+            start = time.perf_counter()
+            await asyncio.gather(*(caller(per_task) for _ in range(in_flight)))
+            return per_task * in_flight / (time.perf_counter() - start)
+        finally:
+            await conn.close()
+
+    return {"py_async_in_flight": in_flight, "py_async_calls_per_s": round(asyncio.run(measure()))}
 
 
 def run_bulk(camera, floor, grabs, rounds, reply_size):
@@ -297,6 +331,8 @@ def main():
     parser.add_argument("--plugins", default=os.path.join(REPO, "plugins"))
     parser.add_argument("--busy-poll-us", type=int, default=50,
                         help="the daemon's and the client's busy polling (0: never poll)")
+    parser.add_argument("--in-flight", type=int, default=32,
+                        help="calls in flight at once for the asyncio case (default 32)")
     parser.add_argument("--floor-server", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.floor_server:
@@ -306,6 +342,8 @@ def main():
     sys.path.insert(0, os.path.join(REPO, "clients", "python"))
     import labhost  # the package in clients/python
 
+    if args.in_flight < 1:
+        parser.error("--in-flight: at least 1")
     calls, grabs, rounds = (2000, 10, 2) if args.quick else (20000, 60, 5)
     folder = tempfile.mkdtemp(prefix="labhost-pybench-")
     daemon = floor = None
@@ -325,6 +363,9 @@ def main():
             small = FloorClient(floor.port, *sizes["call"])
             results.update(run_sequential(laser, small, calls, rounds))
             small.close()
+        results.update(run_async_rate(port, args.in_flight, calls))
+        results["py_async_ratio"] = round(
+            results["py_seq_floor_calls_per_s"] / results["py_async_calls_per_s"], 3)
 
         with labhost.connect("lab://127.0.0.1:%d/camera" % port, busy_poll_us=args.busy_poll_us) as camera:
             big = FloorClient(floor.port, *sizes["grab"])
@@ -350,6 +391,13 @@ def main():
                                              results["py_seq_rtt_p99_us"], results["py_seq_rtt_floor_p99_us"]))
         print("%-40s %8.2f %12.0f %12.0f" % ("3 8 MiB typed array: MB/s", results["py_bulk_ratio"],
                                              results["py_bulk_MBps"], results["py_bulk_floor_MBps"]))
+        floor_rate = results["py_seq_floor_calls_per_s"]
+        print("%-40s %8.2f %12.0f %12.0f" % ("a asyncio, %d in flight: calls/s" % results["py_async_in_flight"],
+                                             results["py_async_ratio"], results["py_async_calls_per_s"],
+                                             floor_rate))
+        print("%-40s %8.2f %12.0f %12.0f" % ("  sync client, sequential: calls/s",
+                                             floor_rate / results["py_seq_calls_per_s"],
+                                             results["py_seq_calls_per_s"], floor_rate))
     return 0
 
 

@@ -202,6 +202,15 @@ daemon_description client::describe() {
   return std::move(*d);
 }
 
+value client::daemon_stats() {
+  protocol::describe_message m;
+  m.stats = true;
+  value d = impl_->request(message_type::describe, protocol::to_value(m), message_type::description);
+  const value* stats = d.find("stats");
+  if (stats == nullptr) fail(errc::bad_message, "the daemon gave no figures (a daemon older than this client?)");
+  return *stats;
+}
+
 service_description client::describe(std::string_view service) {
   auto s = protocol::parse_service_description(impl_->request(
       message_type::describe, protocol::to_value(protocol::describe_message{std::string(service)}),

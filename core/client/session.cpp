@@ -93,6 +93,7 @@ session::session(std::string host, std::uint16_t port, client_options options)
     if (options_.on_oneway_error) options_.on_oneway_error(e);
   });
   auto [link, welcome] = open_link("");
+  link.bound_silence(std::chrono::milliseconds(welcome.lease_ms));
   mux_.replace(std::move(link));
   lease_ms_ = welcome.lease_ms;
   welcome_ = std::move(welcome);
@@ -164,6 +165,7 @@ bool session::reconnect(bool on_demand) {
     if (is_refusal(e.code())) mux_.mark_broken(e.get());
     throw;
   }
+  fresh.first.bound_silence(std::chrono::milliseconds(fresh.second.lease_ms));
   mux_.replace(std::move(fresh.first));
   lease_ms_ = fresh.second.lease_ms;
   const bool resumed = fresh.second.resumed;
@@ -179,11 +181,12 @@ bool session::reconnect(bool on_demand) {
 }
 
 reply_frame session::request(message_type type, const value& payload, std::chrono::milliseconds extra_wait,
-                             bool busy_poll) {
+                             bool busy_poll, std::optional<std::chrono::milliseconds> timeout) {
   multiplexer::ticket sent_request = send_request(type, payload, true);
   std::optional<std::chrono::steady_clock::time_point> deadline;
-  const auto allowed = options_.timeout + extra_wait;
-  if (options_.timeout.count() > 0) deadline = std::chrono::steady_clock::now() + allowed;
+  const auto bound = timeout.value_or(options_.timeout);
+  const auto allowed = bound + extra_wait;
+  if (bound.count() > 0) deadline = std::chrono::steady_clock::now() + allowed;
   return mux_.wait(std::move(sent_request), deadline, allowed, busy_poll);
 }
 

@@ -51,8 +51,10 @@ class session {
   /// Sends one request and waits for its reply, for the options' timeout plus `extra_wait`
   /// (a lock's wait). Reconnects first when the link broke (rule 3), and sends again a
   /// request of which no byte went out (rule 4). Throws remote_error.
+  /// `timeout`, when given, replaces the options' for this request.
   reply_frame request(protocol::message_type type, const value& payload,
-                      std::chrono::milliseconds extra_wait = std::chrono::milliseconds::zero(), bool busy_poll = true);
+                      std::chrono::milliseconds extra_wait = std::chrono::milliseconds::zero(), bool busy_poll = true,
+                      std::optional<std::chrono::milliseconds> timeout = std::nullopt);
 
   /// Sends a request whose reply (or failure: the link broke, the options' timeout passed)
   /// goes to `done`, on the pump thread. Throws remote_error when it cannot be sent.

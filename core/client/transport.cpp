@@ -4,6 +4,8 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+
+#include <algorithm>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -171,6 +173,22 @@ std::optional<error> transport::read_exact(std::uint8_t* data, std::size_t size,
     }
   }
   return std::nullopt;
+}
+
+void transport::bound_silence(std::chrono::milliseconds lease) noexcept {
+  if (fd_ < 0) return;
+  const auto bound = std::max(lease, std::chrono::milliseconds(1000));
+  const unsigned user_timeout_ms = static_cast<unsigned>(bound.count());
+  ::setsockopt(fd_, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout_ms, sizeof user_timeout_ms);
+  // An idle link is probed a third of the lease after its last traffic, then every third:
+  // with TCP_USER_TIMEOUT, unanswered probes end it a lease later.
+  const int one = 1;
+  const int third_s = std::max(1, static_cast<int>(bound.count() / 3000));
+  const int probes = 3;
+  ::setsockopt(fd_, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+  ::setsockopt(fd_, IPPROTO_TCP, TCP_KEEPIDLE, &third_s, sizeof third_s);
+  ::setsockopt(fd_, IPPROTO_TCP, TCP_KEEPINTVL, &third_s, sizeof third_s);
+  ::setsockopt(fd_, IPPROTO_TCP, TCP_KEEPCNT, &probes, sizeof probes);
 }
 
 bool transport::peer_closed() {

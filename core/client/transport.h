@@ -62,6 +62,12 @@ class transport {
   /// read); never waits. The reader's, or anyone's while nobody reads.
   bool peer_closed();
 
+  /// Makes the kernel give up the connection when the daemon's host stops acknowledging for
+  /// `lease` (its power cut, the network broke): bytes unacknowledged that long
+  /// (TCP_USER_TIMEOUT), or no answer to keepalive probes on an idle link. A daemon that is
+  /// only busy (a long call) still acknowledges: its kernel answers. At least a second.
+  void bound_silence(std::chrono::milliseconds lease) noexcept;
+
   /// Stops the link: `abortive` as a network failure would (the daemon sees a reset, and
   /// keeps the session for a resume; a blocked reader wakes), else an orderly close (the
   /// daemon ends the session). The socket stays open until close().

@@ -372,6 +372,31 @@ host_config parse_host_config(std::string_view text, const std::filesystem::path
                        "tls.verify_clients: set one, or \"insecure\": true to let anyone on the network in");
   };
   if (config.nameserver) check_exposure(config.nameserver->listen, "nameserver.listen");
+  if (const json::value* journal = r.optional("journal")) {
+    object_reader jr(*journal, "journal");
+    config.journal.enabled = jr.boolean("enabled", true);
+    config.journal.rotate_bytes =
+        static_cast<std::uint64_t>(jr.integer("rotate_bytes", 10 << 20, 4096, std::int64_t{1} << 40));
+    config.journal.keep_files = static_cast<unsigned>(jr.integer("keep_files", 5, 1, 1000));
+    jr.refuse_unknown_keys({"enabled", "rotate_bytes", "keep_files"});
+  }
+  if (const json::value* http = r.optional("http")) {
+    object_reader hr(*http, "http");
+    http_config h;
+    std::string listen = hr.text("listen", "127.0.0.1:7780");
+    h.listen = endpoint_at(hr.child("listen"), listen, protocol::port_zero::allowed);
+    h.refresh_s = hr.number("refresh_s", 1.0, 0.1, 60.0);
+    hr.refuse_unknown_keys({"listen", "refresh_s"});
+    // The page shows who holds which instrument: off loopback, the same rule as the daemons,
+    // and TLS, so that the secret never crosses the network in clear.
+    if (!is_loopback(h.listen) && !config.insecure && !(config.tls.enabled() && (!config.auth_secret_file.empty() ||
+                                                                                config.tls.verify_clients)))
+      throw config_error(hr.child("listen") + ": " + h.listen.to_string() +
+                         " is reachable from the network: serve it with \"tls\" and auth.secret_file or "
+                         "tls.verify_clients (the page then asks for the secret, or a client certificate), or set "
+                         "\"insecure\": true");
+    config.http = std::move(h);
+  }
 
   const json::value& daemons = r.required("daemons", "an object of daemons");
   object_reader dr(daemons, "daemons");
@@ -383,6 +408,9 @@ host_config parse_host_config(std::string_view text, const std::filesystem::path
     d.auth_secret_file = config.auth_secret_file;
     d.insecure = config.insecure;
     d.tls = config.tls;
+    if (config.journal.enabled) d.journal_file = config.state_dir / "journal" / (d.name + ".jsonl");
+    d.journal_rotate_bytes = config.journal.rotate_bytes;
+    d.journal_keep_files = config.journal.keep_files;
     check_exposure(d.address, dr.child(name) + ".address");
     // Port 0 (pick a free port) may repeat: tests use it for every daemon.
     if (d.address.port != 0) {
@@ -399,8 +427,14 @@ host_config parse_host_config(std::string_view text, const std::filesystem::path
         throw config_error("nameserver.listen: port " + std::to_string(d.address.port) +
                            " is already used by daemon " + d.name);
   }
-  r.refuse_unknown_keys(
-      {"plugin_dir", "state_dir", "logging", "auth", "tls", "insecure", "nameserver", "register_with", "daemons"});
+  if (config.http && config.http->listen.port != 0) {
+    for (const auto& d : config.daemons)
+      if (d.address.port == config.http->listen.port)
+        throw config_error("http.listen: port " + std::to_string(d.address.port) + " is already used by daemon " +
+                           d.name);
+  }
+  r.refuse_unknown_keys({"plugin_dir", "state_dir", "logging", "auth", "tls", "insecure", "nameserver",
+                         "register_with", "journal", "http", "daemons"});
   return config;
 }
 
@@ -411,7 +445,8 @@ std::string fingerprint(const daemon_config& d, const host_config& host) {
     << d.lockable << '|' << d.lease.count() << '|' << d.max_frame_bytes << '|' << d.admin_secret_file.string() << '|'
     << d.auth_secret_file.string() << '|' << d.insecure << '|' << d.handshake_timeout.count() << '|'
     << d.max_requests_in_flight << '|' << d.max_subscriptions << '|' << d.subscriber_queue_bytes << '|'
-    << d.max_value_depth << '|' << d.max_value_items
+    << d.max_value_depth << '|' << d.journal_file.string() << '|' << d.journal_rotate_bytes << '|'
+    << d.journal_keep_files << '|' << d.max_value_items
     << "|tls=" << d.tls.cert_file.string() << ',' << d.tls.key_file.string() << ',' << d.tls.ca_file.string() << ','
     << d.tls.verify_clients;
   for (const auto& ns : d.register_with) f << "|ns=" << ns.to_string();

@@ -68,6 +68,9 @@ struct daemon_config {
   std::uint64_t subscriber_queue_bytes = 64u << 20;  // events one subscription keeps, at most
   unsigned max_value_depth = limits::default_max_value_depth;       // nesting of lists and maps in one value
   unsigned max_value_items = limits::default_max_value_items;    // list and map entries in one value
+  std::filesystem::path journal_file;       // the audit journal (STATE_DIR/journal/NAME.jsonl); empty: none
+  std::uint64_t journal_rotate_bytes = 10u << 20;
+  unsigned journal_keep_files = 5;
   std::vector<endpoint_address> register_with;  // nameservers this daemon registers with
   std::vector<service_config> services;
 };
@@ -87,6 +90,19 @@ struct logging_config {
   unsigned keep_files = 5;
 };
 
+/// host.json "journal": each daemon's audit journal (who locked and called what).
+struct journal_config {
+  bool enabled = true;
+  std::uint64_t rotate_bytes = 10u << 20;
+  unsigned keep_files = 5;
+};
+
+/// host.json "http": the status page and /metrics of `labhost up`.
+struct http_config {
+  endpoint_address listen;  // loopback by default (127.0.0.1:7780)
+  double refresh_s = 1.0;   // how often the supervisor asks every daemon for its figures
+};
+
 struct host_config {
   std::filesystem::path file;        // where it was read from
   std::filesystem::path plugin_dir;  // absolute
@@ -97,6 +113,8 @@ struct host_config {
   std::filesystem::path auth_secret_file;        // auth.secret_file; empty: no authentication
   bool insecure = false;
   tls_config tls;
+  journal_config journal;
+  std::optional<http_config> http;  // absent: no status page
   std::vector<daemon_config> daemons;
 
   const daemon_config* find_daemon(std::string_view name) const noexcept;

@@ -16,13 +16,20 @@
 #include <boost/json.hpp>
 #include <cerrno>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
+#include <ctime>
 #include <map>
+#include <memory>
 #include <optional>
 #include <stdexcept>
 #include <vector>
 
 #include "../logging/log.h"
+#include "../logging/rotating_file.h"
+#include "../naming/registrar.h"
+#include "../web/status_collector.h"
+#include "../web/status_server.h"
 #include "host_config.h"
 
 namespace labhost::host {
@@ -56,6 +63,7 @@ struct child {
   std::string run_error;    // the last error line of the current run
   bool remove_after_exit = false;   // reload removed it
   bool restart_after_exit = false;  // reload changed it
+  std::shared_ptr<logging::rotating_file> log;  // STATE_DIR/logs/NAME.log: what it said (labhost logs)
 };
 
 class supervisor {
@@ -81,6 +89,10 @@ class supervisor {
   bool all_stopped() const;
   int poll_timeout_ms() const;
   void restart_due_children();
+  /// Starts the status page of host.json's "http", if any (stopping the one that runs).
+  void start_status_page();
+  /// Tells the status page what each process is doing now.
+  void publish_processes();
 
   std::filesystem::path config_file_;
   std::string log_level_;
@@ -94,6 +106,9 @@ class supervisor {
   std::vector<int> waiting_for_stop_;    // `labhost down` callers, answered once all stopped
   bool stopping_ = false;
   clock_type::time_point kill_at_{};
+  std::unique_ptr<web::status_collector> collector_;  // with status_server_: the status page
+  std::unique_ptr<web::status_server> status_server_;
+  std::string status_url_;  // "http://127.0.0.1:7780/"
 };
 
 std::string exit_text(int status) {
@@ -107,6 +122,26 @@ std::string nameserver_fingerprint(const host_config& config) {
          config.auth_secret_file.string() + "|" + std::to_string(config.insecure) + "|" +
          config.tls.cert_file.string() + "|" + config.tls.key_file.string() + "|" + config.tls.ca_file.string() + "|" +
          std::to_string(config.tls.verify_clients);
+}
+
+/// A log line as the children write theirs ("2026-12-03 16:40:01.123456 info [supervisor] ..."),
+/// for what the supervisor has to say about a child in that child's log.
+std::string supervisor_line(std::string_view severity, const std::string& text) {
+  const auto now = std::chrono::system_clock::now();
+  const std::time_t t = std::chrono::system_clock::to_time_t(now);
+  std::tm local{};
+  ::localtime_r(&t, &local);
+  char stamp[32];
+  std::strftime(stamp, sizeof stamp, "%Y-%m-%d %H:%M:%S", &local);
+  const auto micros = std::chrono::duration_cast<std::chrono::microseconds>(now.time_since_epoch()).count() % 1'000'000;
+  char fraction[16];
+  std::snprintf(fraction, sizeof fraction, ".%06lld", static_cast<long long>(micros));
+  return std::string(stamp) + fraction + " " + std::string(severity) + " [supervisor] " + text + "\n";
+}
+
+/// Appends to a child's own log; a full disk loses the line, never the supervisor.
+void write_child_log(const child& c, const std::string& text) {
+  if (c.log) c.log->write(text);
 }
 
 void write_all(int fd, const std::string& text) {
@@ -208,6 +243,15 @@ void supervisor::spawn(child& c) {
   c.state = "starting";
   c.run_error.clear();
   LABHOST_LOG(info) << (c.nameserver ? "nameserver" : "daemon " + c.name) << " started (pid " << pid << ")";
+  if (!c.log) {
+    try {
+      c.log = std::make_shared<logging::rotating_file>(config_.state_dir / "logs" / (c.name + ".log"),
+                                                       config_.logging.rotate_bytes, config_.logging.keep_files);
+    } catch (const std::exception& e) {
+      LABHOST_LOG(warning) << "no log file for " << c.name << ": " << e.what();
+    }
+  }
+  write_child_log(c, supervisor_line("info", "started (pid " + std::to_string(pid) + ")"));
 }
 
 void supervisor::start_children_from(const host_config& config) {
@@ -245,13 +289,16 @@ void supervisor::on_child_output(child& c) {
     while ((newline = c.partial_line.find('\n')) != std::string::npos) {
       std::string line = c.partial_line.substr(0, newline);
       c.partial_line.erase(0, newline + 1);
-      if (line.find(" listening on ") != std::string::npos && line.starts_with("labhost ")) {
+      if (auto at = line.find(" listening on "); at != std::string::npos && line.starts_with("labhost ")) {
         c.state = "running";
+        // The address it really listens on: the port it was given, or the one it got for 0.
+        c.address = line.substr(at + std::string_view(" listening on ").size());
         continue;  // the ready line is for the supervisor, not the log
       }
       if (line.find(" error [") != std::string::npos || line.starts_with("labhost "))
         c.run_error = line;
       logging::write_raw(line);
+      write_child_log(c, line + "\n");
     }
   }
 }
@@ -271,6 +318,7 @@ void supervisor::reap_children() {
       if (stopping_ || c.remove_after_exit) {
         c.state = "stopped";
         LABHOST_LOG(info) << c.name << " stopped (" << how << ")";
+        write_child_log(c, supervisor_line("info", "stopped (" + how + ")"));
         if (c.remove_after_exit && !stopping_) children_.erase(it);
         break;
       }
@@ -291,6 +339,9 @@ void supervisor::reap_children() {
       logging::log_line(c.state == "crash_loop" ? logging::severity::error : logging::severity::warning)
           << c.name << " " << how << (c.state == "crash_loop" ? " again: crash loop" : "") << "; restart in "
           << c.backoff.count() << " ms";
+      write_child_log(c, supervisor_line(c.state == "crash_loop" ? "error" : "warning",
+                                         how + (c.state == "crash_loop" ? " again: crash loop" : "") + "; restart in " +
+                                             std::to_string(c.backoff.count()) + " ms"));
       c.backoff = std::min(c.backoff * 2, max_backoff);
       break;
     }
@@ -328,7 +379,64 @@ std::string supervisor::ps_reply() const {
     daemons.push_back(d);
   }
   json::object reply{{"ok", true}, {"config", config_.file.string()}, {"pid", ::getpid()}, {"daemons", daemons}};
+  if (status_server_) reply["http"] = status_url_;
   return json::serialize(reply);
+}
+
+void supervisor::start_status_page() {
+  status_server_.reset();
+  collector_.reset();
+  if (!config_.http) return;
+  std::string secret;
+  if (!config_.auth_secret_file.empty()) secret = read_secret_file(config_.auth_secret_file, "auth.secret_file");
+  char host_name[256] = {};
+  ::gethostname(host_name, sizeof host_name - 1);
+  web::collector_settings collect;
+  collect.host_name = host_name;
+  collect.connection = naming::host_connection_options("labhost up", secret, config_.tls);
+  collect.connection.heartbeats = false;
+  collect.connection.timeout = std::chrono::seconds(2);
+  collect.connection.connect_timeout = std::chrono::seconds(2);
+  collect.refresh = std::chrono::milliseconds(static_cast<long long>(config_.http->refresh_s * 1000));
+  web::server_settings serve;
+  serve.listen = config_.http->listen;
+  if (!is_loopback(serve.listen)) {  // host_config allows this only with TLS and a secret or client certificates
+    serve.secret = secret;
+    serve.tls = config_.tls;
+  }
+  collector_ = std::make_unique<web::status_collector>(collect);
+  publish_processes();
+  try {
+    status_server_ = std::make_unique<web::status_server>(serve, *collector_);
+    status_url_ = (serve.tls.enabled() ? "https://" : "http://") + status_server_->local_address() + "/";
+    LABHOST_LOG(info) << "status page on " << status_url_ << " (metrics at " << status_url_ << "metrics)";
+  } catch (const std::exception& e) {
+    // The instruments matter more than the page: serve them, and say why there is no page.
+    LABHOST_LOG(error) << "no status page: " << e.what();
+    collector_.reset();
+  }
+}
+
+void supervisor::publish_processes() {
+  if (!collector_) return;
+  const auto now_steady = clock_type::now();
+  const double now_unix =
+      std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+  std::vector<web::process_view> views;
+  for (const auto& [name, c] : children_) {
+    web::process_view v;
+    v.name = c.name;
+    v.role = c.nameserver ? "nameserver" : "daemon";
+    v.address = c.address;
+    v.state = c.state;
+    if (v.state == "crash_loop" && c.pid != 0 && now_steady - c.started > quick_exit) v.state = "running";
+    v.pid = c.pid;
+    v.restarts = c.restarts;
+    v.started = c.pid != 0 ? now_unix - std::chrono::duration<double>(now_steady - c.started).count() : 0;
+    v.last_error = c.last_error;
+    views.push_back(std::move(v));
+  }
+  collector_->set_processes(std::move(views));
 }
 
 std::string supervisor::reload_reply() {
@@ -348,7 +456,16 @@ std::string supervisor::reload_reply() {
   for (const auto& d : fresh.daemons) wanted[d.name] = fingerprint(d, fresh);
 
   json::array started, stopped, restarted, unchanged;
+  // The status page changes with its section (or with the secret and TLS it uses off loopback).
+  auto page_of = [](const host_config& c) {
+    return c.http ? c.http->listen.to_string() + "|" + std::to_string(c.http->refresh_s) + "|" +
+                        c.auth_secret_file.string() + "|" + c.tls.cert_file.string() + "|" +
+                        std::to_string(c.tls.verify_clients)
+                  : std::string();
+  };
+  const bool page_changed = page_of(fresh) != page_of(config_);
   config_ = fresh;  // children started from here on read the new file
+  if (page_changed) start_status_page();
   for (auto& [name, c] : children_) {
     auto it = wanted.find(name);
     if (it == wanted.end()) {
@@ -477,6 +594,7 @@ int supervisor::run() {
 
   LABHOST_LOG(info) << "labhost up on " << config_file_.string() << " (state in " << config_.state_dir.string() << ")";
   start_children_from(config_);
+  start_status_page();
 
   while (true) {
     std::vector<pollfd> fds{{signal_fd_, POLLIN, 0}, {listen_fd_, POLLIN, 0}};
@@ -520,6 +638,7 @@ int supervisor::run() {
       continue;
     }
     restart_due_children();
+    publish_processes();
   }
 
   for (int fd : waiting_for_stop_) {
@@ -527,6 +646,8 @@ int supervisor::run() {
     ::close(fd);
   }
   ::unlink(socket_path_.c_str());
+  status_server_.reset();
+  collector_.reset();
   LABHOST_LOG(info) << "all daemons stopped";
   return 0;
 }

@@ -115,7 +115,10 @@ value to_value(const event_message& m) {
              {"value", m.data}};
 }
 
-value to_value(const describe_message& m) { return map{{"service", m.service}}; }
+value to_value(const describe_message& m) {
+  if (!m.stats) return map{{"service", m.service}};
+  return map{{"service", m.service}, {"stats", true}};
+}
 
 value to_value(const error& e) {
   return map{{"code", static_cast<std::int64_t>(e.code)},
@@ -241,6 +244,7 @@ result<describe_message> parse_describe(const value& v) {
   field_reader r(v, "describe");
   describe_message m;
   m.service = r.text("service", false);
+  m.stats = r.boolean("stats", false);
   if (!r.ok()) return r.err();
   return m;
 }

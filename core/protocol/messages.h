@@ -5,6 +5,7 @@
 #ifndef LABHOST_PROTOCOL_MESSAGES_H
 #define LABHOST_PROTOCOL_MESSAGES_H
 
+#include <array>
 #include <cstdint>
 #include <optional>
 #include <span>
@@ -113,8 +114,16 @@ struct lock_report {
   std::int64_t lease_left_ms = 0;  // until the holder's session ends without a sign of life
 };
 
+/// Upper bounds, in seconds, of the buckets of a daemon's call-duration histogram (`describe`
+/// with stats; a last bucket, +Inf, is implied): from 50 us (a quick call) to 10 s (a long
+/// stage move).
+inline constexpr std::array<double, 14> call_duration_bounds_s = {0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025,
+                                                                  0.005,   0.01,   0.025,   0.05,   0.1,   0.5,
+                                                                  2.5,     10};
+
 struct describe_message {
   std::string service;  // empty: describe the daemon (its services)
+  bool stats = false;   // with the daemon: add its figures (calls, errors, durations, ...)
 };
 
 value to_value(const hello_message& m);

@@ -105,6 +105,8 @@ std::optional<std::string> to_version_1(value& v) {
 
 std::optional<error> downgrade_result_frame(frame_buffer& frame) {
   auto& head = frame.head();
+  std::uint32_t request_id;  // taken now: the head may be rebuilt below
+  std::memcpy(&request_id, head.data() + 8, 4);
   const auto tail = frame.tail();
   const std::span<const std::uint8_t> head_payload(head.data() + header_size, head.size() - header_size);
   // One shaped array written in place: its prefix is the whole head payload, its elements the
@@ -142,7 +144,7 @@ std::optional<error> downgrade_result_frame(frame_buffer& frame) {
   }
   frame_header h;
   h.type = message_type::result;
-  std::memcpy(&h.request_id, head.data() + 8, 4);
+  h.request_id = request_id;
   h.payload_size = static_cast<std::uint32_t>(frame.size() - header_size);
   write_header(h, std::span<std::uint8_t, header_size>(head.data(), header_size));
   return std::nullopt;

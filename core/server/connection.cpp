@@ -142,6 +142,7 @@ void connection::on_tls_handshake(const boost::system::error_code& ec) {
       X509_NAME_oneline(X509_get_subject_name(cert), subject, sizeof subject);
       X509_free(cert);
       LABHOST_LOG(debug) << peer_ << ": TLS client certificate " << subject;
+      certificate_ = subject;  // set before any frame is read: the read chain sees it
     }
   }
   {
@@ -271,8 +272,9 @@ void connection::on_frame(const protocol::frame_header& header) {
     // Everything this call needs is taken before the next read starts: that read may run on
     // another thread at once and overwrite header_ and payload_ (a hello may change session_).
     auto caller = session_;
+    const std::size_t payload_bytes = header.payload_size;
     do_read_header();  // first, so the next request is read while this call runs
-    return dispatcher_.handle(message_type::call, id, std::move(*payload), caller);
+    return dispatcher_.handle(message_type::call, id, std::move(*payload), payload_bytes, caller);
   }
   // Everything else is quick and handled before the next frame is read: hello in particular,
   // so that no later frame runs before the session exists.
@@ -281,7 +283,7 @@ void connection::on_frame(const protocol::frame_header& header) {
   else if (header.type == message_type::authenticate)
     handshake_.on_authenticate(id, *payload);
   else
-    dispatcher_.handle(header.type, id, std::move(*payload), session_);
+    dispatcher_.handle(header.type, id, std::move(*payload), header.payload_size, session_);
   do_read_header();
 }
 

@@ -65,6 +65,9 @@ class connection : public std::enable_shared_from_this<connection> {
   /// The session of this connection, null before hello. Set once, on the read chain.
   const std::shared_ptr<session>& current_session() const noexcept { return session_; }
   const std::string& peer() const noexcept { return peer_; }
+  /// The subject of the client's TLS certificate; empty without one. Set before the first
+  /// frame is read.
+  const std::string& peer_certificate() const noexcept { return certificate_; }
   /// True on a TLS daemon: replies then go through the connection's strand.
   bool uses_tls() const noexcept { return tls_ != nullptr; }
 
@@ -116,6 +119,7 @@ class connection : public std::enable_shared_from_this<connection> {
   boost::asio::ip::tcp::socket socket_;
   std::shared_ptr<daemon_state> state_;
   std::string peer_;  // "127.0.0.1:53122", for logs
+  std::string certificate_;  // TLS client certificate subject (journal); written before reading starts
   using tls_stream = boost::asio::ssl::stream<boost::asio::ip::tcp::socket&>;
   std::unique_ptr<tls_stream> tls_;  // set when the daemon serves TLS; used on strand_ only
   boost::asio::strand<boost::asio::io_context::executor_type> strand_;

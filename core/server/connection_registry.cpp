@@ -16,7 +16,7 @@ void connection_registry::remove(const connection* c) {
   connections_.erase(c);
 }
 
-std::size_t connection_registry::size() {
+std::size_t connection_registry::size() const {
   std::lock_guard lock(mutex_);
   return connections_.size();
 }

@@ -17,12 +17,12 @@ class connection_registry {
  public:
   void add(const std::shared_ptr<connection>& c);
   void remove(const connection* c);
-  std::size_t size();
+  std::size_t size() const;
   /// Stops every open connection (their pending replies are dropped).
   void stop_all();
 
  private:
-  std::mutex mutex_;  // guards connections_
+  mutable std::mutex mutex_;  // guards connections_
   std::map<const connection*, std::weak_ptr<connection>> connections_;
 };
 

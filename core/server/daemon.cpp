@@ -111,6 +111,7 @@ daemon::daemon(host::daemon_config config, const std::filesystem::path& plugin_d
                          << " WITHOUT authentication (host.json \"insecure\": true): anyone who can reach "
                             "it can drive its instruments";
   }
+  state_->audit = std::make_unique<journal>(cfg.journal_file, cfg.journal_rotate_bytes, cfg.journal_keep_files);
   state_->value_limits.max_depth = cfg.max_value_depth;
   state_->value_limits.max_items = cfg.max_value_items;
   for (const auto& service_config : cfg.services) {

@@ -9,6 +9,32 @@ namespace labhost::server {
 
 daemon_state::daemon_state(host::daemon_config config_in) : config(std::move(config_in)) {}
 
+value daemon_state::stats() const {
+  map per_service;
+  for (const auto& [name, slot] : services) per_service.emplace_back(name, slot->stats.snapshot());
+  return map{{"services", std::move(per_service)},
+             {"recent_errors", errors.snapshot()},
+             {"connections", static_cast<std::int64_t>(connections.size())},
+             {"sessions", static_cast<std::int64_t>(sessions.count())}};
+}
+
+void daemon_state::journal_action(const service::session_info& who, std::string action, std::string service,
+                                  std::string method, value arguments, std::string outcome) {
+  if (!audit || !audit->enabled()) return;
+  journal_record r;
+  r.time = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+  r.action = std::move(action);
+  r.service = std::move(service);
+  r.method = std::move(method);
+  r.arguments = std::move(arguments);
+  r.client = who.client_name;
+  r.pid = who.pid;
+  r.address = who.address;
+  r.certificate = who.certificate;
+  r.outcome = std::move(outcome);
+  audit->record(std::move(r));
+}
+
 daemon_description daemon_state::describe() const {
   daemon_description d;
   d.daemon = config.name;
@@ -106,6 +132,7 @@ void daemon_state::grant_waiters(service_slot& slot) {
       }
       w->done = true;
       granted = w;
+      slot.stats.lock_waited(std::chrono::steady_clock::now() - w->since);
       break;
     }
   }

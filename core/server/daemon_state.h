@@ -23,6 +23,8 @@
 #include "../protocol/messages.h"
 #include "../service/service.h"
 #include "connection_registry.h"
+#include "journal.h"
+#include "service_stats.h"
 #include "labhost/description.h"
 #include "session.h"
 #include "session_table.h"
@@ -38,6 +40,7 @@ struct lock_waiter {
   std::uint32_t request_id = 0;
   boost::asio::steady_timer timer;
   bool done = false;  // answered (granted or timed out); guarded by service_slot::waiters_mutex
+  std::chrono::steady_clock::time_point since = std::chrono::steady_clock::now();  // for the lock-wait figures
 
   lock_waiter(boost::asio::io_context& io, std::weak_ptr<connection> c, std::shared_ptr<session> s,
               std::uint32_t id)
@@ -53,6 +56,7 @@ struct service_slot {
   std::unique_ptr<service::service> svc;
   boost::asio::strand<boost::asio::io_context::executor_type> strand;
   std::atomic<int> calls_pending{0};  // accepted, not finished: the running call and those queued
+  service_stats stats;                // calls, errors, durations, bytes, lock waits, events
   std::mutex waiters_mutex;  // guards waiters and each waiter's done
   std::deque<std::shared_ptr<lock_waiter>> waiters;  // first come, first served
 };
@@ -101,6 +105,16 @@ class daemon_state : public std::enable_shared_from_this<daemon_state> {
 
   // The open connections, so that shutdown can close them all.
   connection_registry connections;
+
+  /// Who locked and called what (host.json "journal"); set before the first connection.
+  std::unique_ptr<journal> audit;
+  /// The latest errors answered to calls, for the status page.
+  recent_errors errors;
+  /// Figures for `describe` with stats: per service, the recent errors, connections, sessions.
+  value stats() const;
+  /// Records `action` of `who` in the journal (when it is on), with the time now.
+  void journal_action(const service::session_info& who, std::string action, std::string service, std::string method,
+                      value arguments, std::string outcome);
 };
 
 }  // namespace labhost::server

@@ -30,15 +30,20 @@ class dispatcher {
   dispatcher(connection& owner, daemon_state& state) : owner_(owner), state_(state) {}
 
   /// Handles one request of `caller`'s session (null before hello: bad_message).
-  void handle(protocol::message_type type, std::uint32_t request_id, value payload,
+  /// `payload_bytes`: the request's payload size, for the figures.
+  void handle(protocol::message_type type, std::uint32_t request_id, value payload, std::size_t payload_bytes,
               const std::shared_ptr<session>& caller);
 
  private:
   void describe(std::uint32_t request_id, const value& payload);
-  void call(std::uint32_t request_id, value payload, const std::shared_ptr<session>& caller);
-  /// Runs a call on its service (REQUIRES: on the service's strand); the reply frame.
+  void call(std::uint32_t request_id, value payload, std::size_t payload_bytes, const std::shared_ptr<session>& caller);
+  /// Runs a call on its service (REQUIRES: on the service's strand); the reply frame, and its
+  /// error in `failure`.
   protocol::frame_buffer run_call(std::uint32_t request_id, service_slot& slot, const session& caller,
-                                  const protocol::call_message& call);
+                                  const protocol::call_message& call, std::optional<error>& failure);
+  /// A finished call in the recent errors (when it failed) and the journal; takes its arguments.
+  void record_call(service_slot& slot, session& caller, protocol::call_message& call,
+                   const std::optional<error>& failure);
   void lock(std::uint32_t request_id, const value& payload, const std::shared_ptr<session>& caller);
   void unlock(std::uint32_t request_id, const value& payload, const session& caller);
   void lock_status(std::uint32_t request_id, const value& payload, const session& caller);

@@ -74,7 +74,7 @@ void handshake::open_session(std::uint32_t request_id, const protocol::hello_mes
     }
   }
   if (!opened) {
-    opened = state_.sessions.open({{}, hello.client_name, hello.pid, owner_.peer()});
+    opened = state_.sessions.open({{}, hello.client_name, hello.pid, owner_.peer(), owner_.peer_certificate()});
     LABHOST_LOG(debug) << "session opened by " << hello.client_name << " (pid " << hello.pid << ") from "
                        << owner_.peer();
   }

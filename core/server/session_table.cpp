@@ -33,6 +33,11 @@ void session_table::remove(const std::string& token) {
   sessions_.erase(token);
 }
 
+std::size_t session_table::count() const {
+  std::lock_guard lock(mutex_);
+  return sessions_.size();
+}
+
 std::vector<std::shared_ptr<session>> session_table::silent_for(std::chrono::milliseconds lease) {
   const auto now = session::clock::now();
   std::lock_guard lock(mutex_);

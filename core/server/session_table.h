@@ -24,6 +24,8 @@ class session_table {
   std::shared_ptr<session> find(const std::string& token);
   /// Forgets a session (it ended).
   void remove(const std::string& token);
+  /// Live sessions now.
+  std::size_t count() const;
 
   /// The sessions that showed no sign of life for `lease` and wait on no call: they are to
   /// end. Meant to be asked periodically; when this daemon itself was not running for half a
@@ -34,7 +36,7 @@ class session_table {
  private:
   std::string new_token();  // REQUIRES: mutex_ held
 
-  std::mutex mutex_;  // guards everything below
+  mutable std::mutex mutex_;  // guards everything below
   std::map<std::string, std::shared_ptr<session>, std::less<>> sessions_;
   std::random_device random_;
   session::clock::time_point last_sweep_ = session::clock::now();

@@ -62,6 +62,7 @@ void subscription::on_event(const std::shared_ptr<const plugin::published_event>
     queue_.pop_front();
     ++dropped_since_delivery_;
     ++dropped_total_;
+    if (settings_.stats) settings_.stats->event_dropped();
   }
   schedule_locked();
 }
@@ -75,7 +76,15 @@ void subscription::attach(const std::shared_ptr<connection>& c) {
   std::lock_guard lock(mutex_);
   connection_ = c;
   ++generation_;
-  in_flight_ = false;  // a frame on the old link is gone with it
+  if (in_flight_) {
+    // The frame on the old link may not have reached the client: counted as dropped, so that
+    // the next event says so (the client may have got it after all: then `dropped` overstates
+    // by one, never understates).
+    ++dropped_since_delivery_;
+    ++dropped_total_;
+    if (settings_.stats) settings_.stats->event_dropped();
+  }
+  in_flight_ = false;
   schedule_locked();
 }
 
@@ -153,6 +162,7 @@ void subscription::frame_sent(std::uint64_t generation) {
   if (generation != generation_) return;
   in_flight_ = false;
   ++delivered_total_;
+  if (settings_.stats) settings_.stats->event_delivered();
   schedule_locked();
 }
 

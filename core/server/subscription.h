@@ -24,6 +24,7 @@
 
 #include "../host/host_config.h"
 #include "../plugin/event_hub.h"
+#include "service_stats.h"
 
 namespace labhost::server {
 
@@ -42,6 +43,7 @@ class subscription : public plugin::event_subscriber, public std::enable_shared_
     std::size_t queue = 16;               // events kept at most
     std::size_t queue_bytes = 64u << 20;  // bytes kept at most (the newest event is always kept)
     double max_rate = 0;                  // events per second at most; 0: no limit
+    service_stats* stats = nullptr;       // the service's figures (outlives the subscription)
   };
 
   subscription(boost::asio::io_context& io, settings s, std::shared_ptr<plugin::event_hub> hub);

@@ -14,6 +14,7 @@ struct session_info {
   std::string client_name;  // "user@host" or what the client set
   std::int64_t pid = 0;     // the client's process id, as it said
   std::string address;      // the peer address of its (latest) connection
+  std::string certificate;  // subject of its TLS client certificate; empty without one
 };
 
 /// A held lock: who holds it and since when.

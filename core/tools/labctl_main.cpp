@@ -137,17 +137,23 @@ int hold_lock(const service_address& address, const command_line& cl) {
   std::cout << "locked " << address.to_string() << " as " << l.holder_name << "; holding until terminated"
             << std::endl;
   // Wait for a signal, and look once a second whether the lock is still ours: an
-  // administrator may release it (force unlock), or the session may end.
+  // administrator may release it (force unlock), or the session may end. Without an answer for
+  // a whole lease (the daemon's host lost power, the network broke), the daemon has ended the
+  // session, and the lock with it.
   const timespec period{1, 0};
+  auto last_answer = std::chrono::steady_clock::now();
   while (sigtimedwait(&stop_signals, nullptr, &period) < 0) {
     std::string lost;
     try {
       auto status = c->lock_status(address.service).at(0);
+      last_answer = std::chrono::steady_clock::now();
       if (!status.yours)
         lost = status.locked ? "it is held by " + status.holder_name + " now" : "it is free now";
     } catch (const remote_error& e) {
-      if (e.get().code != errc::connection_lost) lost = e.what();
+      if (e.get().code != errc::connection_lost && e.get().code != errc::timeout) lost = e.what();
       // connection_lost: the client reconnects and resumes the session; look again later
+      else if (std::chrono::steady_clock::now() - last_answer > c->lease())
+        lost = "no answer from the daemon for its lease (" + std::to_string(c->lease().count()) + " ms): " + e.message();
     }
     if (!lost.empty()) {
       std::cerr << "labctl: lost the lock on " << address.to_string()

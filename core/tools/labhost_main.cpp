@@ -21,6 +21,8 @@
 #include "labhost/client.h"
 #include "logging/log.h"
 #include "naming/registrar.h"
+#include "journal_command.h"
+#include "logs_command.h"
 #include "plugins_command.h"
 #include "server/daemon.h"
 
@@ -45,6 +47,12 @@ constexpr const char* usage_text =
     "                                            run a nameserver (foreground)\n"
     "  check   [--config FILE]                   validate host.json and exit\n"
     "  plugins [--dir DIR] [--json]              describe every plugin file in a folder\n"
+    "  logs    [NAME] [-f] [--lines N] [--config FILE]\n"
+    "                                            what the nameserver and daemons said (the last N\n"
+    "                                            lines, 50 by default; -f: then follow)\n"
+    "  journal [--daemon D] [--service S] [--since T] [--json] [--config FILE]\n"
+    "                                            who locked, unlocked and called what: T is a time\n"
+    "                                            (2026-12-03T16:00) or an age (30m, 2h, 7d)\n"
     "  version                                   print the version\n"
     "FILE defaults to ./host.json, else the installed host.json; DIR to the plugin_dir of\n"
     "./host.json, else ./plugins.\n";
@@ -137,10 +145,13 @@ int run_ps(const command_line& cl) {
     out.push_back(d);
   }
   if (cl.flag("json")) {
-    std::cout << boost::json::serialize(boost::json::object{{"pid", reply["pid"]}, {"daemons", out}}) << "\n";
+    boost::json::object all{{"pid", reply["pid"]}, {"daemons", out}};
+    if (auto* http = reply.if_contains("http")) all["http"] = *http;
+    std::cout << boost::json::serialize(all) << "\n";
     return 0;
   }
   auto text = [](const boost::json::value& v) { return std::string(v.as_string()); };
+  if (auto* http = reply.if_contains("http")) std::cout << "status page  " << text(*http) << "\n";
   for (auto& entry : out) {
     auto& d = entry.as_object();
     std::cout << text(d["name"]) << "  " << text(d["address"]) << "  " << text(d["state"]) << "  pid "
@@ -222,6 +233,36 @@ int run_check(const command_line& cl) {
   return 0;
 }
 
+int run_logs(const command_line& cl) {
+  // -f, as tail spells it, or --follow.
+  std::vector<std::string> words;
+  bool follow = cl.flag("follow");
+  for (const auto& w : cl.positional()) {
+    if (w == "-f")
+      follow = true;
+    else
+      words.push_back(w);
+  }
+  if (words.size() > 1) throw usage_error("logs takes at most one NAME");
+  const auto lines = static_cast<std::size_t>(cl.whole_number("lines", 50, 0, 10'000'000));
+  return tools::print_logs(host::read_state_dir(config_file(cl)), words.empty() ? "" : words[0], lines, follow);
+}
+
+int run_journal(const command_line& cl) {
+  if (!cl.positional().empty()) throw usage_error("journal takes options only (--daemon, --service, --since)");
+  tools::journal_filter filter;
+  filter.daemon = cl.get("daemon", "");
+  filter.service = cl.get("service", "");
+  if (auto since = cl.get("since")) {
+    const double now = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+    filter.since = tools::parse_since(*since, now);
+    if (!filter.since)
+      throw usage_error("--since: expected a time (2026-12-03T16:00, 2026-12-03) or an age (90s, 30m, 2h, 7d), got \"" +
+                        *since + "\"");
+  }
+  return tools::print_journal(host::read_state_dir(config_file(cl)), filter, cl.flag("json"));
+}
+
 int run_plugins(const command_line& cl) {
   std::filesystem::path dir;
   if (auto given = cl.get("dir")) {
@@ -270,6 +311,9 @@ int main(int argc, char** argv) {
           command_line(argc, argv, 2, {"listen", "lease", "log-level", "secret-file", "tls-cert", "tls-key", "tls-ca"},
                        {"insecure", "tls-verify-clients"}));
     if (command == "plugins") return run_plugins(command_line(argc, argv, 2, {"dir"}, {"json"}));
+    if (command == "logs") return run_logs(command_line(argc, argv, 2, {"config", "lines"}, {"follow"}));
+    if (command == "journal")
+      return run_journal(command_line(argc, argv, 2, {"config", "daemon", "service", "since"}, {"json"}));
     if (command == "version") {
       std::cout << "labhost " << LABHOST_VERSION << "\n";
       return 0;

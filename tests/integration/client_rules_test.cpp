@@ -4,6 +4,7 @@
 #define BOOST_TEST_MODULE client_rules
 #include <boost/test/unit_test.hpp>
 
+#include <atomic>
 #include <future>
 #include <thread>
 
@@ -170,6 +171,37 @@ BOOST_AUTO_TEST_CASE(rule_6_heartbeats_keep_an_idle_session_alive) {
     return n;
   };
   d.wait_until([&] { return pings() >= 3; });
+  BOOST_TEST(d.connections() == 1);
+  c->close();
+}
+
+BOOST_AUTO_TEST_CASE(rule_6_a_daemon_that_only_takes_long_is_not_taken_for_gone) {
+  // The daemon does not answer pings for three leases (a long call in a multiplexed daemon);
+  // its kernel acknowledges them, so the client keeps its link and gets its answer.
+  std::atomic<bool> answer{false};
+  fake_daemon d(
+      [&](const fake_request& r) -> fake_reply {
+        if (r.header.type == message_type::ping && !answer) return {};  // busy
+        if (r.header.type == message_type::ping)
+          return {protocol::encode_frame(message_type::pong, r.header.request_id, nullptr)};
+        return echo_method(r);
+      },
+      {}, 300);
+  client_options o;
+  o.client_name = "patient@test";
+  o.use_environment = false;
+  auto c = client::connect("127.0.0.1", d.port(), o);
+  auto pings = [&] {
+    int n = 0;
+    for (auto& r : d.requests()) n += r.header.type == message_type::ping;
+    return n;
+  };
+  d.wait_until([&] { return pings() >= 1; });
+  // Nothing must happen for longer than the kernel waits for acknowledgements (a lease, at
+  // least 1 s): an absence, which only time can show.
+  std::this_thread::sleep_for(2500ms);
+  answer = true;
+  BOOST_TEST(c->call("laser", "after").as_string() == "after");
   BOOST_TEST(d.connections() == 1);
   c->close();
 }

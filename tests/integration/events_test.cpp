@@ -137,6 +137,7 @@ BOOST_AUTO_TEST_CASE(a_version_1_client_gets_shaped_arrays_flat_and_a_clear_erro
   auto frame = old.receive();
   BOOST_TEST_REQUIRE(frame.has_value());
   BOOST_TEST_REQUIRE((frame->first.type == message_type::result));
+  BOOST_TEST(frame->first.request_id == 5u);
   BOOST_TEST(frame->second.as_array().shape.empty());
   BOOST_TEST(frame->second.as_array().count() == 12u);
   BOOST_TEST(frame->second.as_array().at<std::uint16_t>(11) == 11);
@@ -147,6 +148,7 @@ BOOST_AUTO_TEST_CASE(a_version_1_client_gets_shaped_arrays_flat_and_a_clear_erro
                                   protocol::to_value(protocol::call_message{"echo", "echo", {nested}, {}})));
   auto echoed = old.receive();
   BOOST_TEST_REQUIRE(echoed.has_value());
+  BOOST_TEST(echoed->first.request_id == 6u);  // re-encoded, under its request's id
   BOOST_TEST(echoed->second.as_list().at(0).as_array().shape.empty());
   BOOST_TEST(echoed->second.as_list().at(0).as_array().data == bytes6);
   // Complex numbers cannot be said in version 1: a typed error, and the connection serves on.

@@ -275,3 +275,43 @@ BOOST_AUTO_TEST_CASE(logs_go_to_the_file_host_json_names_with_role_and_service) 
   up.signal(SIGTERM);
   BOOST_TEST(up.wait_or_kill(30s) == 0);
 }
+
+BOOST_AUTO_TEST_CASE(labhost_logs_shows_what_each_process_said_and_follows) {
+  const auto port = free_port();
+  const auto ns_port = free_port();
+  test_host h(R"("nameserver": {"listen": ")" + addr(ns_port) + R"("},
+      "daemons": {"main": {"address": ")" + addr(port) + R"(", "services": {"laser": {"driver": "sim_laser"}}}})");
+  h.up();
+  BOOST_TEST_REQUIRE(eventually([&] { return answers(port, "laser", "wavelength"); }), h.log());
+  auto main_log = h.labhost({"logs", "main"});
+  BOOST_TEST(main_log.status == 0, main_log.err);
+  BOOST_TEST(main_log.out.find("[supervisor] started (pid ") != std::string::npos, main_log.out);
+  BOOST_TEST(main_log.out.find("laser ready (sim_laser)") != std::string::npos, main_log.out);
+  auto all = h.labhost({"logs", "--lines", "1000"});
+  BOOST_TEST(all.out.find("main  ") != std::string::npos, all.out);  // each line after its process
+  auto unknown = h.labhost({"logs", "ghost"});
+  BOOST_TEST(unknown.status == 1);
+  BOOST_TEST(unknown.err.find("no log of \"ghost\" (there are: main, nameserver)") != std::string::npos, unknown.err);
+
+  // Following: what the supervisor says when the daemon dies comes out as it happens.
+  test_process follow({(bin_dir() / "labhost").string(), "logs", "main", "-f", "--lines", "0", "--config",
+                       h.config().string()});
+  // It follows once a new line of the daemon's (a session it logs, at debug level) comes out.
+  bool following = false;
+  for (int i = 0; i < 300 && !following; ++i) {
+    answers(port, "laser", "wavelength");
+    following = follow.read_line(100ms).has_value();
+  }
+  BOOST_TEST_REQUIRE(following);
+  const auto pid = h.pid_of("main");
+  ::kill(static_cast<pid_t>(pid), SIGKILL);
+  bool told = false;
+  for (int i = 0; i < 1000 && !told; ++i) {
+    auto line = follow.read_line();
+    BOOST_TEST_REQUIRE(line.has_value());
+    told = line->find("killed by signal 9") != std::string::npos;
+  }
+  BOOST_TEST(told);
+  follow.signal(SIGTERM);
+  BOOST_TEST(follow.wait() == 0);
+}

@@ -106,12 +106,12 @@ def daemons():
 
 @pytest.fixture
 def fake():
-    """fake(script, answer_hello=None, lease_ms=0): a FakeDaemon (frames.py) for one test,
-    closed after it."""
+    """fake(script, answer_hello=None, lease_ms=0, version=1): a FakeDaemon (frames.py) for
+    one test, closed after it."""
     started = []
 
-    def _start(script, answer_hello=None, lease_ms=0):
-        d = FakeDaemon(script, answer_hello, lease_ms)
+    def _start(script, answer_hello=None, lease_ms=0, version=1):
+        d = FakeDaemon(script, answer_hello, lease_ms, version)
         started.append(d)
         return d
 

@@ -8,7 +8,7 @@ import threading
 import labhost
 from labhost import codec, protocol
 
-__all__ = ["FakeServer", "FakeDaemon", "CloseAfter", "read_frame", "frame", "result",
+__all__ = ["FakeServer", "FakeDaemon", "CloseAfter", "read_frame", "frame", "result", "event",
            "connection_to"]
 
 
@@ -77,17 +77,25 @@ def result(request_id, value):
     return frame(protocol.RESULT, request_id, codec.encode(value))
 
 
+def event(subscription, seq, value, dropped=0):
+    """An event frame, as a daemon writes it (the value last)."""
+    return frame(protocol.EVENT, subscription, codec.encode(
+        {"subscription": subscription, "seq": seq, "dropped": dropped, "time": 1.8e9 + seq,
+         "value": value}))
+
+
 class FakeDaemon(FakeServer):
     """Accepts connections; answers hello with a welcome (lease `lease_ms`; 0: no
-    heartbeats), then answers each later request with script(request_id, request) -> bytes
-    (b"": no answer; None: close). `answer_hello(request_id)` -> bytes replaces the welcome
-    (then the connection closes), or None: the welcome after all. Every request is kept in
-    `requests` as (type, request id, decoded payload)."""
+    heartbeats; protocol `version`), then answers each later request with
+    script(request_id, request) -> bytes (b"": no answer; None: close). `answer_hello(request_id)`
+    -> bytes replaces the welcome (then the connection closes), or None: the welcome after
+    all. Every request is kept in `requests` as (type, request id, decoded payload)."""
 
-    def __init__(self, script, answer_hello=None, lease_ms=0):
+    def __init__(self, script, answer_hello=None, lease_ms=0, version=1):
         self.script = script
         self.answer_hello = answer_hello
         self.lease_ms = lease_ms
+        self.version = version
         self.requests = []
         super().__init__()
 
@@ -101,7 +109,7 @@ class FakeDaemon(FakeServer):
                 if answer is not None:
                     conn.sendall(answer)
                     return
-            welcome = {"version": 1, "session_token": "f" * 32, "daemon": "fake",
+            welcome = {"version": self.version, "session_token": "f" * 32, "daemon": "fake",
                        "server_version": "0", "lease_ms": self.lease_ms, "resumed": False}
             conn.sendall(frame(protocol.WELCOME, hello[1], codec.encode(welcome)))
             while True:

@@ -59,10 +59,12 @@ class Relay:
             upstream.settimeout(None)
             for s in (client, upstream):
                 s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            with self.lock:
-                self.links.append((client, upstream))
-            threading.Thread(target=self._pump, args=(client, upstream), daemon=True).start()
-            threading.Thread(target=self._pump, args=(upstream, client), daemon=True).start()
+            pumps = [threading.Thread(target=self._pump, args=(client, upstream), daemon=True),
+                     threading.Thread(target=self._pump, args=(upstream, client), daemon=True)]
+            with self.lock:  # started before cut() can see them: it joins them
+                self.links.append((client, upstream, pumps))
+                for pump in pumps:
+                    pump.start()
             self.accepted.release()
 
     @staticmethod
@@ -77,16 +79,21 @@ class Relay:
             pass
 
     def cut(self):
-        """Resets every link, both ways."""
+        """Resets every link, both ways. When it returns, the resets have been sent: the pumps
+        are stopped first, since a socket closed while a pump is inside recv() on it would be
+        released (and reset) only when that recv() returns."""
         with self.lock:
             links, self.links = self.links, []
-        for pair in links:
-            for s in pair:
+        for client, upstream, pumps in links:
+            for s in (client, upstream):
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
                 try:
-                    s.shutdown(socket.SHUT_RD)
+                    s.shutdown(socket.SHUT_RD)  # wakes the pump reading it
                 except OSError:
                     pass
+            for pump in pumps:
+                pump.join(timeout=10)
+            for s in (client, upstream):
                 s.close()
 
     def close(self):

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import labhost
+import labhost.aio
 from labhost import address, codec, errors, protocol
 
 VECTORS = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "vectors")
@@ -65,8 +66,16 @@ def python_value(v):
     if kind == "map":
         return {key: python_value(e) for key, e in body}
     if kind == "array":
-        return np.array(body["elements"], dtype=np.dtype(body["type"]).newbyteorder("<"))
+        return np.array(array_elements(body), dtype=np.dtype(body["type"]).newbyteorder("<")) \
+            .reshape(body.get("shape", [-1]))
     raise AssertionError("unknown kind %s" % kind)
+
+
+def array_elements(body):
+    """A vector array's elements as Python numbers (complex ones are [real, imaginary])."""
+    if body["type"].startswith("complex"):
+        return [complex(*e) for e in body["elements"]]
+    return body["elements"]
 
 
 def assert_same(got, v, where="value"):
@@ -97,7 +106,8 @@ def assert_same(got, v, where="value"):
     elif kind == "array":
         assert isinstance(got, np.ndarray), where
         assert got.dtype == np.dtype(body["type"]), where
-        assert got.tolist() == body["elements"], where
+        assert list(got.shape) == body.get("shape", [len(body["elements"])]), where
+        assert got.reshape(-1).tolist() == array_elements(body), where
     else:
         raise AssertionError("unknown kind %s" % kind)
 
@@ -109,13 +119,51 @@ def test_values_encode_to_their_bytes_and_decode_back(case):
     assert_same(codec.decode(bytes.fromhex(case["hex"])), case["value"])
 
 
+@pytest.mark.parametrize("case", cases("values.json", "values"))
+def test_values_decode_without_numpy_too(case):
+    """The memoryview and array.array forms of decode give the same numbers."""
+    data = bytes.fromhex(case["hex"])
+    for arrays in ("memoryview", "array"):
+        got = codec.decode(data, arrays=arrays)
+        expected = codec.decode(data)
+        assert plain(got, flat=arrays == "array") == plain(expected, flat=arrays == "array")
+
+
+def plain(v, flat):
+    """Lists of numbers for the arrays in a decoded value, flat or nested by their shape."""
+    if isinstance(v, np.ndarray):
+        return v.reshape(-1).tolist() if flat or 0 in v.shape else v.tolist()
+    if isinstance(v, memoryview):
+        return v.tolist()
+    if hasattr(v, "typecode"):  # array.array
+        return v.tolist()
+    if isinstance(v, list):
+        return [plain(e, flat) for e in v]
+    if isinstance(v, dict):
+        return {k: plain(e, flat) for k, e in v.items()}
+    return v
+
+
+# Status names of the C++ decoder (decode_status) and the words of its message (the Python
+# decoder's messages are the C++ decoder's: decode_status_text).
+STATUS_WORDS = {
+    "truncated": "truncated value", "bad_tag": "unknown value tag",
+    "bad_bool": "bool byte is neither 0 nor 1", "bad_utf8": "string is not valid UTF-8",
+    "bad_element_type": "unknown typed-array element type",
+    "bad_shape": "shaped array needs 2 to 32 dimensions", "too_deep": "value nested too deeply",
+    "too_many_items": "value has too many entries", "trailing_bytes": "bytes left after the value",
+}
+
+
 @pytest.mark.parametrize("case", cases("values.json", "malformed"))
 def test_malformed_values_are_refused_with_the_offset(case):
-    with pytest.raises(errors.LabhostError) as e:
-        codec.decode(bytes.fromhex(case["hex"]))
-    assert type(e.value) is error_named(case["error"])
-    assert e.value.name == case["error"]
-    assert e.value.message.endswith("at byte %d" % case["offset"]), e.value.message
+    for arrays in ("numpy", "memoryview", "array"):
+        with pytest.raises(errors.LabhostError) as e:
+            codec.decode(bytes.fromhex(case["hex"]), arrays=arrays)
+        assert type(e.value) is error_named(case["error"])
+        assert e.value.name == case["error"]
+        assert e.value.message == "payload: %s at byte %d" % (STATUS_WORDS[case["status"]],
+                                                              case["offset"]), e.value.message
 
 
 # ------------------------------------------------------------------ frames.json
@@ -192,7 +240,12 @@ def test_secret_files(case, tmp_path, monkeypatch):
 
 def test_limits():
     limits = load("limits.json")
-    assert protocol.VERSION == limits["protocol_version"]
+    assert protocol.FRAMING_VERSION == limits["framing_version"]
+    assert protocol.OLDEST_PROTOCOL_VERSION == limits["oldest_protocol_version"]
+    assert protocol.PROTOCOL_VERSION == limits["protocol_version"]
+    hello = protocol.hello("limits@test", 1)
+    assert (hello["min_version"], hello["max_version"]) == (limits["oldest_protocol_version"],
+                                                            limits["protocol_version"])
     assert protocol.HEADER_SIZE == limits["header_size"]
     assert protocol.NONCE_SIZE == limits["nonce_size"]
     assert protocol.DEFAULT_MAX_PAYLOAD == limits["max_frame_bytes"]
@@ -200,5 +253,7 @@ def test_limits():
     assert codec.MAX_ITEMS == limits["max_value_items"]
     parameters = inspect.signature(labhost.Connection).parameters
     assert parameters["busy_poll_us"].default == limits["busy_poll_us"]
+    assert parameters["max_payload"].default == limits["max_frame_bytes"]
+    parameters = inspect.signature(labhost.aio.AsyncConnection).parameters
     assert parameters["max_payload"].default == limits["max_frame_bytes"]
     # pre_handshake_max_payload is the daemon's limit before a hello: not the client's.

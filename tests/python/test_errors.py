@@ -126,19 +126,20 @@ def test_a_request_over_the_daemons_maximum_is_bad_frame_and_the_proxy_carries_o
 
 
 def test_client_side_maximum_applies_to_requests_and_replies(sim_daemon, connect):
-    echo = connect(sim_daemon.address("echo"), max_payload=4096)
+    echo = connect(sim_daemon.address("echo"), max_payload=8192)  # the description fits
     with pytest.raises(labhost.BadFrameError, match="request payload of"):
-        echo.echo(bytes(5000))  # refused before sending: the connection is untouched
+        echo.echo(bytes(9000))  # refused before sending: the connection is untouched
     assert echo.add(1, 2) == 3
-    with pytest.raises(labhost.BadFrameError, match="payload of 6006 bytes exceeds the maximum of 4096"):
-        echo.ramp(3000)  # refused on the header, before any allocation; the link is dropped
+    with pytest.raises(labhost.BadFrameError, match="payload of 10006 bytes exceeds the maximum of 8192"):
+        echo.ramp(5000)  # refused on the header, before any allocation; the link is dropped
     assert echo.ramp(10).tolist() == list(range(10))  # and comes back
 
 
 def test_unsupported_version_refused_by_the_daemon(sim_daemon):
-    """A raw hello whose version range excludes 1: the daemon's typed refusal decodes."""
+    """A raw hello whose version range meets neither 1 nor 2: the daemon's typed refusal
+    decodes."""
     hello = protocol.hello("raw@test", 1)
-    hello["min_version"] = hello["max_version"] = 2
+    hello["min_version"] = hello["max_version"] = 3
     with socket.create_connection(("127.0.0.1", sim_daemon.port), timeout=30) as s:
         s.sendall(protocol.frame_bytes(protocol.HELLO, 1, hello))
         data = b""
@@ -151,7 +152,7 @@ def test_unsupported_version_refused_by_the_daemon(sim_daemon):
     error = protocol.error_from(codec.decode(data[16:16 + size]))
     assert message_type == protocol.ERROR and request_id == 1
     assert type(error) is labhost.UnsupportedVersionError
-    assert "client speaks versions 2 to 2" in error.message
+    assert "client speaks versions 3 to 3, this daemon speaks 1 to 2" in error.message
 
 
 def test_errors_keep_their_class_across_threads_and_pickling(sim_daemon, connect):

@@ -38,7 +38,7 @@ def test_another_version_in_a_reply_is_unsupported_version(fake):
 def test_a_payload_that_does_not_decode_fails_only_its_request(fake):
     def script(rid, req):
         if req["method"] == "garbage":
-            return frame(protocol.RESULT, rid, b"\x09")
+            return frame(protocol.RESULT, rid, b"\x0a")  # tags go up to 9 (shaped array)
         return result(rid, req["args"])
 
     with connection_to(fake(script)) as c:

@@ -31,7 +31,9 @@ NAME, VERSION = PROJECT.name, PROJECT.version
 DIST_INFO = "%s-%s.dist-info" % (NAME, VERSION)
 WHEEL_NAME = "%s-%s-py3-none-any.whl" % (NAME, VERSION)
 PACKAGE_FILES = sorted(
-    "labhost/" + f for f in os.listdir(os.path.join(CLIENT_DIR, "labhost")) if f.endswith(".py"))
+    os.path.relpath(os.path.join(folder, f), CLIENT_DIR).replace(os.sep, "/")
+    for folder, _, names in os.walk(os.path.join(CLIENT_DIR, "labhost"))
+    for f in names if f.endswith(".py"))  # the package and its subpackages (labhost/aio)
 
 
 def offline_env(**extra):

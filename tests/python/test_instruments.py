@@ -72,7 +72,7 @@ def test_powermeter_reads_noisy_watts(sim_daemon, connect):
 
 
 def expected_frame(height, width, frames_before, exposure_ms):
-    """pixel (x, y) = (x + y + frames_before + int(exposure_ms)) mod 65536, row-major."""
+    """pixel (y, x) = (x + y + frames_before + int(exposure_ms)) mod 65536."""
     y = np.arange(height, dtype=np.int64)[:, None]
     x = np.arange(width, dtype=np.int64)[None, :]
     return ((x + y + frames_before + int(exposure_ms)) % 65536).astype(np.uint16)
@@ -87,38 +87,43 @@ def test_camera_frame_of_2048_by_2048_arrives_as_numpy_and_every_pixel_is_right(
         before = camera.frames()
         frame = camera.grab()
         assert isinstance(frame, np.ndarray)
-        assert frame.dtype == np.uint16 and frame.shape == (2048 * 2048,)
-        image = frame.reshape(2048, 2048)
+        assert frame.dtype == np.uint16 and frame.shape == (2048, 2048)  # its shape, no reshape
+        assert frame.flags.c_contiguous
         expected = expected_frame(2048, 2048, before, 12.75)
-        assert np.array_equal(image, expected), "first wrong pixel (y, x): %s" % (
-            np.argwhere(image != expected)[:1].tolist(),)
+        assert np.array_equal(frame, expected), "first wrong pixel (y, x): %s" % (
+            np.argwhere(frame != expected)[:1].tolist(),)
         assert camera.frames() == before + 1
     # The longest exposure: pixels up to 4094 + 60000 + frames.
     camera.set_exposure(ms=60000)
     before = camera.frames()
-    assert np.array_equal(camera.grab().reshape(2048, 2048), expected_frame(2048, 2048, before, 60000))
+    assert np.array_equal(camera.grab(), expected_frame(2048, 2048, before, 60000))
     with pytest.raises(labhost.DriverError, match="exposure must be in"):
         camera.set_exposure(0)
     camera.set_exposure(10)
 
 
 def received_buffer(array):
-    """The buffer a received array views (numpy keeps a memoryview of it as the base)."""
+    """The buffer a received array views (numpy keeps a memoryview of it as the base, below
+    the flat array that was reshaped)."""
     base = array.base
+    while isinstance(base, np.ndarray):
+        base = base.base
     return base.obj if isinstance(base, memoryview) else base
 
 
-@pytest.mark.parametrize("service, pixels", [("camera", 2048 * 2048), ("small_camera", 64 * 48)])
-def test_received_frames_are_views_on_the_received_buffer(sim_daemon, connect, service, pixels):
+@pytest.mark.parametrize("service, shape", [("camera", (2048, 2048)), ("small_camera", (48, 64))])
+def test_received_frames_are_views_on_the_received_buffer(sim_daemon, connect, service, shape):
     camera = connect(sim_daemon.address(service))
     frame = camera.grab()
-    assert frame.size == pixels and not frame.flags.owndata
-    # The payload buffer: 2 pad bytes that align the array, tag, element type, count, pixels.
+    assert frame.shape == shape and not frame.flags.owndata
+    # The payload buffer: pad bytes that align the pixels, then tag, element type, ndim, two
+    # u32 dimensions, pixels.
     buffer = received_buffer(frame)
-    assert isinstance(buffer, bytearray) and len(buffer) == 2 + 6 + frame.nbytes
-    assert frame.flags.aligned and frame.flags.writeable
-    frame[0] = 7  # writable: it belongs to the caller
-    assert buffer[8:10] == b"\x07\x00"
+    assert isinstance(buffer, bytearray) and len(buffer) == buffer.start + 11 + frame.nbytes
+    assert frame.flags.aligned and frame.ctypes.data % 16 == 0
+    assert frame.flags.writeable
+    frame[0, 0] = 7  # writable: it belongs to the caller
+    assert buffer[buffer.start + 11:buffer.start + 13] == b"\x07\x00"
 
 
 def test_small_camera_parameters(sim_daemon, connect):
@@ -126,5 +131,5 @@ def test_small_camera_parameters(sim_daemon, connect):
     assert camera.shape().tolist() == [48, 64]
     assert camera.exposure() == 3.7
     before = camera.frames()
-    image = camera.grab().reshape(48, 64)
-    assert np.array_equal(image, expected_frame(48, 64, before, 3.7))
+    image = camera.grab()
+    assert image.shape == (48, 64) and np.array_equal(image, expected_frame(48, 64, before, 3.7))

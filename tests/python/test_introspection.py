@@ -18,7 +18,8 @@ def test_dir_lists_the_drivers_methods(sim_daemon, connect):
     names = dir(laser)
     for method in ("wavelength", "set_wavelength", "power", "set_power", "on", "off", "is_on"):
         assert method in names
-    for own in ("call", "describe", "lock", "unlock", "lock_status", "locked", "force_unlock", "close"):
+    for own in ("call", "call_oneway", "describe", "topics", "subscribe", "stream", "lock",
+                "unlock", "lock_status", "locked", "force_unlock", "close"):
         assert own in names
     camera = connect(sim_daemon.address("camera"))
     assert {"grab", "frames", "set_exposure", "exposure", "shape"} <= set(dir(camera))
@@ -45,15 +46,25 @@ def test_help_on_the_proxy_lists_every_method_with_its_doc(sim_daemon, connect):
     camera = connect(sim_daemon.address("camera"))
     text = render(camera)
     assert "Simulated 16-bit camera" in text
-    assert "Service 'camera', driver sim_camera 1.0.0 by labhost." in text
+    assert "Service 'camera', driver sim_camera 1.1.0 by labhost." in text
     assert "grab(self) -> array" in text
-    assert "pixel (x, y) = x + y + frames() + int(exposure) mod 65536" in text
+    assert "pixel (y, x) = x + y + frames() + int(exposure) mod 65536" in text
+    assert "Topics (stream, subscribe):" in text and "frames (array<uint16>): Frames acquired" in text
     assert "set_exposure(self, ms: float64) -> None" in text
     assert "Set the exposure in ms." in text
     assert "locked(self, wait=5.0)" in text  # the proxy's own methods too
     laser = connect(sim_daemon.address("laser"))
     assert "Tunable laser" in type(laser).__doc__  # host.json's description wins
     assert isinstance(laser, labhost.ServiceProxy)
+
+
+def test_oneway_methods_and_topics_are_described(sim_daemon, connect):
+    echo = connect(sim_daemon.address("echo"))
+    methods = {m["name"]: m for m in echo.describe()["methods"]}
+    assert methods["record"]["oneway"] is True and methods["recorded"]["oneway"] is False
+    assert "Oneway: returns None at once" in echo.record.__doc__
+    assert [(t["name"], t["type"]) for t in echo.topics()] == [("numbers", "int64"),
+                                                               ("frames", "array<uint16>")]
 
 
 def test_unknown_attributes_say_which_methods_exist(sim_daemon, connect):

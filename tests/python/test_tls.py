@@ -316,11 +316,11 @@ def test_a_camera_frame_over_tls_arrives_intact(tls_daemon, pki, connect, timeou
     before = camera.frames()
     frame = camera.grab()
     assert isinstance(frame, np.ndarray) and frame.dtype == np.uint16
-    assert frame.shape == (2048 * 2048,) and frame.nbytes == 8 * 1024 * 1024
+    assert frame.shape == (2048, 2048) and frame.nbytes == 8 * 1024 * 1024
     y = np.arange(2048, dtype=np.int64)[:, None]
     x = np.arange(2048, dtype=np.int64)[None, :]
     expected = ((x + y + before + int(camera.exposure())) % 65536).astype(np.uint16)
-    assert np.array_equal(frame.reshape(2048, 2048), expected)
+    assert np.array_equal(frame, expected)
 
 
 def test_a_large_array_goes_to_the_daemon_and_back_over_tls(tls_daemon, pki, connect):
@@ -485,3 +485,62 @@ def test_locate_and_names_over_tls(pki):
             d.stop()
     finally:
         ns.stop()
+
+
+# ------------------------------------------------------------------ the asyncio client over TLS
+
+
+def run_async(coroutine):
+    import asyncio
+    return asyncio.run(asyncio.wait_for(coroutine, 120))
+
+
+def test_the_asyncio_client_over_tls(tls_daemon, pki):
+    import asyncio
+    import labhost.aio
+
+    async def body():
+        conn = await labhost.aio.connect_daemon(tls_daemon.address(), tls_ca=pki.ca, timeout=60)
+        async with conn:
+            assert conn.tls
+            sums = await asyncio.gather(*(conn.call("echo", "add", i, 1) for i in range(100)))
+            assert sums == list(range(1, 101))
+            before = await conn.call("camera", "frames")
+            frame = await conn.call("camera", "grab")
+            y = np.arange(2048, dtype=np.int64)[:, None]
+            x = np.arange(2048, dtype=np.int64)[None, :]
+            expected = ((x + y + before + int(await conn.call("camera", "exposure"))) % 65536)
+            assert frame.shape == (2048, 2048) and np.array_equal(frame, expected.astype(np.uint16))
+            sent = np.arange(1 << 20, dtype=np.float64)  # 8 MiB each way
+            assert np.array_equal(await conn.call("echo", "echo", sent), sent)
+            numbers = await conn.subscribe("echo", "numbers", queue=64)
+            await conn.call("echo", "emit", 3)
+            assert [(await numbers.next(30)).seq for _ in range(3)] == [1, 2, 3]
+            await conn.call("laser", "wavelength")
+            await conn.lock("laser")
+            token = conn.session_token
+            assert await conn.resume() is True  # the whole handshake again, over TLS
+            assert conn.session_token == token and (await conn.lock_status("laser")).yours
+            await conn.call("echo", "emit", 1)
+            assert (await numbers.next(30)).seq == 4  # the subscription went on
+            await conn.unlock("laser")
+    run_async(body())
+
+
+def test_the_asyncio_client_refuses_and_is_refused_as_the_sync_one(tls_daemon, mtls_daemon, sim_daemon, pki):
+    import labhost.aio
+
+    async def body():
+        with pytest.raises(labhost.AuthFailedError, match="TLS certificate was refused"):
+            await labhost.aio.connect_daemon(tls_daemon.address(), tls_ca=pki.other_ca)
+        with pytest.raises(labhost.TlsRequiredError):
+            await labhost.aio.connect_daemon(tls_daemon.address())
+        with pytest.raises(labhost.ConnectionLostError, match="does not serve TLS"):
+            await labhost.aio.connect_daemon(sim_daemon.address(), tls_ca=pki.ca)
+        echo = await labhost.aio.connect(mtls_daemon.address("echo"), timeout=60, **pki.client())
+        async with echo:
+            assert await echo.add(2, 2) == 4
+        with pytest.raises(labhost.AuthFailedError, match="refused this client's TLS certificate"):
+            echo = await labhost.aio.connect(mtls_daemon.address("echo"), tls_ca=pki.ca, timeout=60)
+            await echo.add(1, 1)  # with TLS 1.3 the refusal comes on the first read
+    run_async(body())

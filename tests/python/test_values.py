@@ -74,18 +74,19 @@ def test_numpy_arrays_of_every_element_type_come_back_as_numpy_arrays(echo, dtyp
     assert empty.dtype == np.dtype(dtype) and empty.size == 0
 
 
-def test_multi_dimensional_and_non_contiguous_arrays_arrive_flattened_in_c_order(echo):
+def test_multi_dimensional_and_non_contiguous_arrays_come_back_with_their_shape(echo):
     a = np.arange(24, dtype=np.int32).reshape(2, 3, 4)
-    assert np.array_equal(echo.echo(a), a.reshape(-1))
-    assert np.array_equal(echo.echo(a.T), a.T.copy().reshape(-1))
-    assert np.array_equal(echo.echo(a[:, ::2, 1]), a[:, ::2, 1].reshape(-1))
-    big_endian = np.arange(5, dtype=">f8")
+    for sent in (a, a.T, a[:, ::2, 1], a[:, ::2], np.asfortranarray(a)):
+        back = echo.echo(sent)
+        assert back.shape == sent.shape and back.dtype == np.int32, sent.shape
+        assert np.array_equal(back, sent)
+    big_endian = np.arange(6, dtype=">f8").reshape(3, 2)
     back = echo.echo(big_endian)
-    assert back.dtype == np.float64 and back.tolist() == [0, 1, 2, 3, 4]
+    assert back.dtype == np.float64 and back.tolist() == [[0, 1], [2, 3], [4, 5]]
 
 
 def test_numpy_arrays_of_other_dtypes_are_refused_naming_the_dtype(echo):
-    for dtype in ("bool", "complex128", "float16", "datetime64[s]"):
+    for dtype in ("float16", "complex256", "datetime64[s]", "object"):
         with pytest.raises(TypeError, match=r"dtype %s" % dtype.replace("[", r"\[")):
             echo.echo(np.zeros(3, dtype=dtype))
     with pytest.raises(TypeError, match="labhost cannot send"):

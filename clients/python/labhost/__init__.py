@@ -6,37 +6,45 @@
     with laser.locked(wait=5):
         laser.set_power(mw=2.0)
     meter = labhost.locate("powermeter")       # found by name on the nameserver
+    for frame in camera.stream("frames", max_rate=30):   # published frames, numpy (2048, 2048)
+        ...
 
-Pure standard library; numpy is used when installed (typed arrays arrive as numpy arrays
-without a copy). See clients/python/README.md.
+Pure standard library; numpy is used when installed (typed arrays arrive as numpy arrays of
+their shape without a copy). labhost.aio is the same client for asyncio. See
+clients/python/README.md.
 """
 
 from .address import Address, parse_address
 from .connection import Connection, default_client_name, secret_from_environment, tls_context
+from .events import Event
 from .errors import (AuthFailedError, BadAddressError, BadArgumentsError, BadFrameError,
                      BadMessageError, BusyError, ConnectionLostError, DriverError,
                      InternalError, LabhostError, LabhostTimeoutError, LockedError,
                      LockedOutError, NameTakenError, NoSuchMethodError, NoSuchNameError,
-                     NoSuchServiceError, NoSuchSessionError, NotAuthorisedError,
+                     NoSuchServiceError, NoSuchSessionError, NoSuchSubscriptionError,
+                     NoSuchTopicError, NotAuthorisedError,
                      NotLockableError, NotLockOwnerError, ServiceUnavailableError,
                      ShuttingDownError, TlsRequiredError, UnsupportedVersionError,
                      error_class)
 from .locks import LockStatus
 from .naming import NameRecord, default_nameserver, locate, lookup, names
 from .proxy import Daemon, ServiceProxy
+from .subscription import Stream, Subscription
 
 __version__ = "0.1.0"
 
 __all__ = [
     "connect", "locate", "names", "lookup", "NameRecord", "default_nameserver",
-    "Connection", "ServiceProxy", "Daemon", "LockStatus", "Address",
+    "Connection", "ServiceProxy", "Daemon", "LockStatus", "Address", "Subscription", "Stream",
+    "Event",
     "parse_address", "default_client_name", "secret_from_environment", "tls_context",
     "error_class",
     "LabhostError", "BadFrameError", "UnsupportedVersionError", "NoSuchServiceError",
     "NoSuchMethodError", "BadArgumentsError", "DriverError", "ServiceUnavailableError",
     "BusyError", "LabhostTimeoutError", "ShuttingDownError", "InternalError",
     "BadMessageError", "LockedError", "NotLockOwnerError", "NotLockableError",
-    "LockedOutError", "NoSuchSessionError", "AuthFailedError", "NotAuthorisedError",
+    "LockedOutError", "NoSuchSessionError", "NoSuchTopicError", "NoSuchSubscriptionError",
+    "AuthFailedError", "NotAuthorisedError",
     "TlsRequiredError",
     "NameTakenError", "NoSuchNameError", "ConnectionLostError", "BadAddressError",
 ]

@@ -31,6 +31,8 @@ __all__ = [
     "NotLockableError",
     "LockedOutError",
     "NoSuchSessionError",
+    "NoSuchTopicError",
+    "NoSuchSubscriptionError",
     "AuthFailedError",
     "NotAuthorisedError",
     "TlsRequiredError",
@@ -108,6 +110,11 @@ NotLockableError = _error("NotLockableError", 22, "not_lockable",
 LockedOutError = _error("LockedOutError", 23, "locked_out",
                         "This session's lock was released by an administrator (force unlock).")
 NoSuchSessionError = _error("NoSuchSessionError", 24, "no_such_session", "No such session.")
+# events (protocol version 2)
+NoSuchTopicError = _error("NoSuchTopicError", 25, "no_such_topic",
+                          "The service publishes no topic of that name (the message names its topics).")
+NoSuchSubscriptionError = _error("NoSuchSubscriptionError", 26, "no_such_subscription",
+                                 "The session has no subscription of that id.")
 # security
 AuthFailedError = _error("AuthFailedError", 30, "auth_failed", "Authentication failed.")
 NotAuthorisedError = _error("NotAuthorisedError", 31, "not_authorised",
@@ -132,7 +139,8 @@ _BY_CODE = {
         BadFrameError, UnsupportedVersionError, NoSuchServiceError, NoSuchMethodError,
         BadArgumentsError, DriverError, ServiceUnavailableError, BusyError, LabhostTimeoutError,
         ShuttingDownError, InternalError, BadMessageError, LockedError, NotLockOwnerError,
-        NotLockableError, LockedOutError, NoSuchSessionError, AuthFailedError,
+        NotLockableError, LockedOutError, NoSuchSessionError, NoSuchTopicError,
+        NoSuchSubscriptionError, AuthFailedError,
         NotAuthorisedError, TlsRequiredError, NameTakenError, NoSuchNameError,
         ConnectionLostError,
         BadAddressError,

@@ -5,7 +5,8 @@ from dataclasses import dataclass
 
 from .errors import BadMessageError
 
-__all__ = ["LockStatus"]
+__all__ = ["LockStatus", "lock_statuses", "lock_wait_ms"]
+
 
 
 @dataclass(frozen=True)
@@ -60,3 +61,21 @@ class LockStatus:
             since=float(since) if isinstance(since, (int, float)) else 0.0,
             lease_left_ms=int(report.get("lease_left_ms", 0)),
         )
+
+
+def lock_wait_ms(wait):
+    """lock's wait_ms for a wait of `wait` seconds (negative: none)."""
+    return max(0, int(round(wait * 1000)))
+
+
+def lock_statuses(reports, service):
+    """lock_status's answer: one LockStatus when `service` was named (rule 7: exactly one
+    report), else a list of them, one per service."""
+    if not isinstance(reports, list):
+        raise BadMessageError("lock_status: expected a list")
+    statuses = [LockStatus.from_report(r) for r in reports]
+    if service:
+        if len(statuses) != 1:
+            raise BadMessageError("lock_status: expected one report")
+        return statuses[0]
+    return statuses

@@ -5,9 +5,16 @@ Python method with the driver's parameter names (``inspect.signature``, ``help()
 string, and ``dir()`` lists them for tab completion. Each proxy gets its own subclass of
 ServiceProxy holding those methods, so ``help(laser)`` shows the instrument's methods.
 
-A driver method whose name is one of ServiceProxy's own (call, describe, lock, unlock,
-lock_status, locked, force_unlock, close, connection) or starts with "_" is reached with
-``proxy.call("name", ...)``.
+A method that the driver marks oneway (``describe`` says ``oneway``) is called as a oneway
+call: it returns None at once, and a failure goes to the connection's on_oneway_error. The
+topics a service publishes are received with ``proxy.stream(topic)`` (the values) or
+``proxy.subscribe(topic)`` (whole events).
+
+A driver method whose name is one of ServiceProxy's own (call, call_oneway, describe, topics,
+subscribe, stream, lock, unlock, lock_status, locked, force_unlock, close, connection) or
+starts with "_" is reached with ``proxy.call("name", ...)``.
+
+The asyncio client's proxies (aio/proxy.py) are built here the same way (proxy_class).
 """
 
 import inspect
@@ -15,8 +22,10 @@ import keyword
 
 from . import protocol
 from .errors import LabhostError, NoSuchServiceError
+from .subscription import Stream
 
-__all__ = ["ServiceProxy", "Daemon"]
+__all__ = ["ServiceProxy", "Daemon", "ProxyBase", "DaemonBase", "Locked", "proxy_class",
+           "describe_method"]
 
 
 class _TypeName(str):
@@ -41,21 +50,33 @@ def _signature(params, returns):
     return inspect.Signature(parameters, return_annotation=return_annotation)
 
 
-def _make_method(service, class_name, m):
-    prefix = protocol.call_prefix(service, m["name"])
-
-    def method(proxy, /, *args, **kwargs):
-        return proxy._connection.call_prefixed(prefix, args, kwargs)
-
-    method.__name__ = m["name"]
-    method.__qualname__ = "%s.%s" % (class_name, m["name"])
-    method.__module__ = __name__
-    method.__doc__ = m.get("doc") or "(the driver gives no documentation)"
+def describe_method(function, class_name, m):
+    """Gives `function`, which calls the driver method `m` (a map of describe's), the
+    method's name, doc string and signature."""
+    function.__name__ = m["name"]
+    function.__qualname__ = "%s.%s" % (class_name, m["name"])
+    function.__module__ = __name__
+    function.__doc__ = m.get("doc") or "(the driver gives no documentation)"
+    if m.get("oneway"):
+        function.__doc__ += ("\n\nOneway: returns None at once; a failure goes to the "
+                             "connection's on_oneway_error.")
     try:
-        method.__signature__ = _signature(m.get("params", []), m.get("returns", ""))
+        function.__signature__ = _signature(m.get("params", []), m.get("returns", ""))
     except (ValueError, TypeError):  # parameter names that are not Python identifiers
         pass
-    return method
+    return function
+
+
+def _make_method(service, class_name, m):
+    oneway = m.get("oneway") is True
+    prefix = protocol.call_prefix(service, m["name"], oneway)
+    if oneway:
+        def method(proxy, /, *args, **kwargs):
+            proxy._connection.call_oneway_prefixed(prefix, args, kwargs)
+    else:
+        def method(proxy, /, *args, **kwargs):
+            return proxy._connection.call_prefixed(prefix, args, kwargs)
+    return describe_method(method, class_name, m)
 
 
 def _class_doc(service, description):
@@ -67,17 +88,23 @@ def _class_doc(service, description):
     lines += ["", about.rstrip() + "."]
     if description.get("state") and description.get("state") != "ready":
         lines.append("State: %s (%s)." % (description["state"], description.get("reason", "")))
+    topics = [t for t in description.get("topics", []) if isinstance(t, dict) and t.get("name")]
+    if topics:
+        lines += ["", "Topics (stream, subscribe):"]
+        lines += ["  %s (%s): %s" % (t["name"], t.get("type", ""), t.get("doc", "")) for t in topics]
     return "\n".join(lines)
 
 
-def _proxy_class(service, description):
-    """A subclass of ServiceProxy with one method per driver method."""
+def proxy_class(service, description, base, make_method):
+    """A subclass of `base` (ServiceProxy, or the asyncio client's) with one method per
+    driver method, made by make_method(service, class_name, method's map)."""
     driver = description.get("driver") or service
-    class_name = driver if driver.isidentifier() else "ServiceProxy"
+    class_name = driver if driver.isidentifier() else base.__name__
+    reserved = frozenset(name for name in dir(base) if not name.startswith("_"))
     names = []
     ns = {
         "__doc__": _class_doc(service, description),
-        "__module__": __name__,
+        "__module__": base.__module__,
         "__slots__": (),
         "_description": description,
         "_method_names": (),
@@ -86,15 +113,16 @@ def _proxy_class(service, description):
         if not isinstance(m, dict) or not isinstance(m.get("name"), str):
             continue
         names.append(m["name"])
-        if m["name"].startswith("_") or m["name"] in _RESERVED or keyword.iskeyword(m["name"]):
+        if m["name"].startswith("_") or m["name"] in reserved or keyword.iskeyword(m["name"]):
             continue
-        ns[m["name"]] = _make_method(service, class_name, m)
+        ns[m["name"]] = make_method(service, class_name, m)
     ns["_method_names"] = tuple(names)
-    return type(class_name, (ServiceProxy,), ns)
+    return type(class_name, (base,), ns)
 
 
-class _Locked:
-    """``with proxy.locked(wait=5):``: lock on entry, unlock on exit."""
+class Locked:
+    """``with proxy.locked(wait=5):`` (and ``async with`` for the asyncio client's proxies):
+    lock on entry, unlock on exit, even when the block raises."""
 
     __slots__ = ("proxy", "wait", "status")
 
@@ -108,33 +136,44 @@ class _Locked:
         return self.status
 
     def __exit__(self, exc_type, exc, tb):
-        try:
+        with _unlocking(exc_type):
             self.proxy.unlock()
-        except LabhostError:
-            if exc_type is None:  # an error from the block matters more than this one
-                raise
+        return False
+
+    async def __aenter__(self):
+        self.status = await self.proxy.lock(self.wait)
+        return self.status
+
+    async def __aexit__(self, exc_type, exc, tb):
+        with _unlocking(exc_type):
+            await self.proxy.unlock()
         return False
 
 
-class ServiceProxy:
-    """One service of a daemon, as an object whose methods run on the daemon.
+class _unlocking:
+    """Around the unlock at the end of a locked block: an error from the block matters more
+    than one from the unlock, which is then dropped."""
 
-    Made by ``labhost.connect("lab://HOST:PORT/SERVICE")`` (its own connection) or by
-    ``daemon["name"]`` (sharing the daemon's connection). Safe to use from several threads
-    at once: their calls are in flight together on the one connection.
-    """
+    __slots__ = ("block_failed",)
+
+    def __init__(self, block_error_type):
+        self.block_failed = block_error_type is not None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        return self.block_failed and exc_type is not None and issubclass(exc_type, LabhostError)
+
+
+class ProxyBase:
+    """What the sync and asyncio proxies share: their connection and service, the methods
+    made from the description, and an AttributeError that lists them."""
 
     __slots__ = ("_connection", "_service", "_owns", "__weakref__")
 
     _description = {}
     _method_names = ()
-
-    def __new__(cls, connection, service, description=None, owns_connection=False):
-        if cls is ServiceProxy:
-            if description is None:
-                description = connection.describe(service)
-            cls = _proxy_class(service, description)
-        return object.__new__(cls)
 
     def __init__(self, connection, service, description=None, owns_connection=False):
         self._connection = connection
@@ -142,7 +181,7 @@ class ServiceProxy:
         self._owns = owns_connection
 
     def __getattr__(self, name):
-        if name.startswith("__") or name in ServiceProxy.__slots__:
+        if name.startswith("__") or name in ProxyBase.__slots__:
             raise AttributeError(name)
         methods = type(self)._method_names
         description = type(self)._description
@@ -157,8 +196,34 @@ class ServiceProxy:
 
     def __repr__(self):
         d = type(self)._description
-        return "<labhost.ServiceProxy %s/%s (%s %s)>" % (
-            self._connection.address, self._service, d.get("driver", "?"), d.get("driver_version", ""))
+        return "<labhost.%s %s/%s (%s %s)>" % (
+            self._kind, self._connection.address, self._service, d.get("driver", "?"),
+            d.get("driver_version", ""))
+
+    _kind = "ServiceProxy"
+
+    @property
+    def connection(self):
+        """The connection (session) this proxy calls through."""
+        return self._connection
+
+
+class ServiceProxy(ProxyBase):
+    """One service of a daemon, as an object whose methods run on the daemon.
+
+    Made by ``labhost.connect("lab://HOST:PORT/SERVICE")`` (its own connection) or by
+    ``daemon["name"]`` (sharing the daemon's connection). Safe to use from several threads
+    at once: their calls are in flight together on the one connection.
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, connection, service, description=None, owns_connection=False):
+        if cls is ServiceProxy:
+            if description is None:
+                description = connection.describe(service)
+            cls = proxy_class(service, description, ServiceProxy, _make_method)
+        return object.__new__(cls)
 
     def __enter__(self):
         return self
@@ -166,18 +231,36 @@ class ServiceProxy:
     def __exit__(self, *exc):
         self.close()
 
-    @property
-    def connection(self):
-        """The Connection (session) this proxy calls through."""
-        return self._connection
-
     def call(self, method, /, *args, **kwargs):
         """Calls a method by name: ``laser.call("set_wavelength", 1550.5)``."""
         return self._connection.call(self._service, method, args, kwargs)
 
+    def call_oneway(self, method, /, *args, **kwargs):
+        """Calls a method by name as a oneway call (Connection.call_oneway): returns None at
+        once; a failure goes to the connection's on_oneway_error."""
+        self._connection.call_oneway(self._service, method, *args, **kwargs)
+
+    def topics(self):
+        """The topics the service publishes: maps {name, type, doc}."""
+        return self.describe().get("topics", [])
+
+    def subscribe(self, topic, queue=16, max_rate=0):
+        """A Subscription to `topic`: its events (value, seq, dropped, time), in order.
+        `queue`: events kept for this subscriber while it cannot take them (1 to 1024, the
+        oldest dropped beyond); `max_rate`: at most this many events a second (0: no limit).
+        See Connection.subscribe."""
+        return self._connection.subscribe(self._service, topic, queue, max_rate)
+
+    def stream(self, topic, queue=16, max_rate=0):
+        """The values published on `topic`, as an iterable Stream:
+        ``for frame in camera.stream("frames", max_rate=30)``. close() it (or use ``with``)
+        to unsubscribe; see subscribe()."""
+        return Stream(self.subscribe(topic, queue, max_rate))
+
     def describe(self):
         """The service's description from the daemon: name, driver, driver_version, vendor,
-        description, state, reason, methods (name, params, returns, doc)."""
+        description, state, reason, calls_pending, methods (name, params, returns, doc,
+        oneway) and topics (name, type, doc)."""
         return self._connection.describe(self._service)
 
     def lock(self, wait=0.0):
@@ -199,7 +282,7 @@ class ServiceProxy:
 
     def locked(self, wait=5.0):
         """Context manager: ``with laser.locked(wait=5):`` locks for the block."""
-        return _Locked(self, wait)
+        return Locked(self, wait)
 
     def close(self):
         """Closes the proxy's connection when the proxy made it (labhost.connect): the
@@ -209,16 +292,16 @@ class ServiceProxy:
             self._connection.close()
 
 
-class Daemon:
-    """A daemon: its services, by ``daemon["laser"]`` or ``daemon.laser``."""
+class DaemonBase:
+    """What the sync and asyncio daemon objects share: the connection, and proxies of its
+    services made once each."""
 
-    __slots__ = ("_connection", "_owns", "_proxies", "_names", "__weakref__")
+    __slots__ = ("_connection", "_owns", "_proxies", "__weakref__")
 
     def __init__(self, connection, owns_connection=False):
         self._connection = connection
         self._owns = owns_connection
         self._proxies = {}
-        self._names = tuple(self.services())
 
     @property
     def connection(self):
@@ -228,6 +311,16 @@ class Daemon:
     def name(self):
         """The daemon's name in host.json."""
         return self._connection.daemon_name
+
+
+class Daemon(DaemonBase):
+    """A daemon: its services, by ``daemon["laser"]`` or ``daemon.laser``."""
+
+    __slots__ = ("_names",)
+
+    def __init__(self, connection, owns_connection=False):
+        super().__init__(connection, owns_connection)
+        self._names = tuple(self.services())
 
     def services(self):
         """Names of the daemon's services."""
@@ -285,5 +378,3 @@ class Daemon:
         if self._owns:
             self._connection.close()
 
-
-_RESERVED = frozenset(name for name in dir(ServiceProxy) if not name.startswith("_"))

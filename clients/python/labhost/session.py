@@ -11,10 +11,16 @@ A daemon whose host.json has ``auth`` requires a shared secret: the handshake is
 challenge-response in which each side proves it knows the secret (HMAC-SHA256 over both
 sides' fresh nonces, protocol.py), so the secret never travels. Every reconnection repeats it.
 
+Subscriptions belong to the session (protocol version 2): the events the reader meets go to
+their subscription's queue (events.EventRouter, guarded by the multiplexer's lock). They
+survive a resume; when a new link opens a new session (the daemon restarted, or the lease
+passed), or the client closes, every subscription ends with ConnectionLostError. The error a
+oneway call gets goes to the `on_oneway_error` callback, and is counted.
+
 Thread-safety: one reconnection at a time (`_connect_lock`), run by whichever thread finds
-the link broken first, a caller or the heartbeat thread; the others find it mended. The
-welcome is replaced whole. The heartbeat thread holds its session only while it beats, so a
-connection nobody references is still collected.
+the link broken first, a caller, a subscriber waiting for events or the heartbeat thread; the
+others find it mended. The welcome is replaced whole. The heartbeat thread holds its session
+only while it beats, so a connection nobody references is still collected.
 """
 
 import getpass
@@ -26,19 +32,30 @@ import time
 import weakref
 
 from . import codec, protocol, transport
-from .errors import (AuthFailedError, BadMessageError, ConnectionLostError, LabhostError,
-                     TlsRequiredError, UnsupportedVersionError)
+from .errors import (AuthFailedError, ConnectionLostError, LabhostError, TlsRequiredError,
+                     UnsupportedVersionError)
+from .events import EventRouter
 from .multiplexer import expect
 from .transport import TlsLink, copy_error, recv_exact
 
-__all__ = ["Session", "REFUSALS", "resumable", "default_client_name", "secret_from_environment",
-           "secret_bytes", "end_session"]
+__all__ = ["Session", "SessionBase", "weakly", "REFUSALS", "resumable", "default_client_name",
+           "secret_from_environment", "secret_bytes", "end_session", "security",
+           "heartbeat_period", "SESSION_GONE", "report_oneway_error", "restore_steps", "RESUME"]
 
 log = logging.getLogger("labhost")
 
 # Refusals of this client that a new connection would only repeat: not reconnected on their
 # own (resume() still tries).
 REFUSALS = (AuthFailedError, TlsRequiredError, UnsupportedVersionError)
+
+# Why every subscription ends when a reconnection opened a new session.
+SESSION_GONE = ("the daemon no longer had this session (it restarted, or the lease passed): "
+                "its subscriptions ended")
+
+# A subscriber whose link broke retries the reconnection after these many seconds, doubling,
+# for at most a lease after the break (the daemon keeps the session that long).
+RESUME_RETRY_FIRST = 0.1
+RESUME_RETRY_MOST = 2.0
 
 
 def default_client_name():
@@ -84,6 +101,59 @@ def secret_bytes(secret):
     raise TypeError("secret: expected str or bytes, got %s" % type(secret).__name__)
 
 
+def security(secret, tls_ca, tls_cert, tls_key, ssl_context):
+    """(secret bytes or None, ssl.SSLContext or None) from a connection's options, read before
+    connecting so that a bad secret file or TLS file fails first."""
+    secret = secret_bytes(secret)
+    if ssl_context is None:
+        ssl_context = transport.tls_context(tls_ca, tls_cert, tls_key)
+    elif not isinstance(ssl_context, transport.load_ssl().SSLContext):
+        raise TypeError("ssl_context: expected an ssl.SSLContext, got %s" % type(ssl_context).__name__)
+    return secret, ssl_context
+
+
+def heartbeat_period(lease):
+    """Rule 6: a ping is due a third of the lease after the last frame sent."""
+    return max(lease / 3.0, 0.01)
+
+
+def report_oneway_error(error):
+    """What happens to the error of a oneway call when no on_oneway_error is given."""
+    log.warning("labhost: a oneway call failed: %s", error)
+
+
+RESUME = object()  # restore_steps' step: try Session.resume() now
+
+
+def restore_steps(session, deadline):
+    """The steps of a subscriber that found its session's link broken, without I/O, for the
+    sync and the asyncio session alike: yields RESUME (the driver tries resume() and sends
+    back the error it raised, or None) or seconds to wait before trying again. Tries while the
+    rules allow a reconnect (reconnect on, no refusal) and the daemon may still keep the
+    session, a lease after the break; retries after RESUME_RETRY_FIRST seconds, doubling up
+    to RESUME_RETRY_MOST, within `deadline` (monotonic; None: none). Returns the error that
+    ends the subscriptions, or None (restored, mended by someone else, or the deadline came)."""
+    mux = session.mux
+    wait = RESUME_RETRY_FIRST
+    while mux.broken is not None and not mux.closed_for_good:
+        error = mux.broken
+        if session.reconnect and resumable(error):
+            error = yield RESUME
+            if error is None:
+                return None
+            now = time.monotonic()
+            give_up_at = mux.broken_at + max(session.lease, 0.0)
+            if not isinstance(error, REFUSALS) and now < give_up_at:  # not reachable yet
+                if deadline is not None and now >= deadline:
+                    return None
+                until = min(give_up_at, now + wait, deadline if deadline is not None else give_up_at)
+                yield max(0.0, until - now)
+                wait = min(2 * wait, RESUME_RETRY_MOST)
+                continue
+        return error if mux.broken is not None else None
+    return None
+
+
 def resumable(error):
     """Whether a break may be repaired by reconnecting on its own: not after a refusal that a
     new connection would repeat (REFUSALS). None (not broken, or mended by another thread) is
@@ -98,27 +168,28 @@ def end_session(io, stop):
     io.shutdown()
 
 
-def _weakly(method):
-    """`method` called through a weak reference, or not at all once its object is gone: the
-    multiplexer's hook must not keep the session alive (session and multiplexer would form a
-    cycle, which keeps a closed connection's buffers until the garbage collector runs)."""
+def weakly(method):
+    """`method` called through a weak reference, or not at all once its object is gone: a
+    lower layer's hook must not keep the session alive (session and multiplexer would form a
+    cycle, which keeps a closed connection's buffers until the garbage collector runs; an
+    asyncio link is held by its event loop)."""
     ref = weakref.WeakMethod(method)
 
-    def call():
+    def call(*args):
         bound = ref()
         if bound is not None:
-            bound()
+            bound(*args)
     return call
 
 
-class Session:
-    """The session over the Multiplexer `mux` with the daemon at host:port. `secret`: bytes
-    or None; `ssl_context`: an ssl.SSLContext for TLS, or None; `reconnect`: replace broken
-    links by the rules (REFUSALS), else leave them broken. open_first() connects."""
+class SessionBase:
+    """What the sync and asyncio sessions share: the welcome's facts, when a heartbeat is due
+    (rule 6), and the frames that answer no request (events, the errors of oneway calls).
+    The subclass sets `mux` (with `broken` and `last_sent`, and the hooks on_event and
+    on_oneway_error) before calling __init__."""
 
-    def __init__(self, mux, host, port, *, connect_timeout, client_name, secret, ssl_context,
-                 reconnect):
-        self.mux = mux
+    def __init__(self, host, port, connect_timeout, client_name, secret, ssl_context, reconnect,
+                 on_oneway_error):
         self.host = host
         self.port = port
         self.connect_timeout = connect_timeout
@@ -126,19 +197,12 @@ class Session:
         self.secret = secret
         self.ssl_context = ssl_context
         self.welcome = None
-        self.stop = threading.Event()   # set by close() or the finalizer: heartbeats end
-        self.heartbeat_thread = None
-        self._connect_lock = threading.Lock()  # one reconnect at a time
         self.reconnect = reconnect
-
-    @property
-    def reconnect(self):
-        return self._reconnect
-
-    @reconnect.setter
-    def reconnect(self, on):
-        self._reconnect = on
-        self.mux.repair = _weakly(self._repair) if on else None
+        self.events = EventRouter()
+        self.on_oneway_error = on_oneway_error or report_oneway_error
+        self.oneway_failures = 0
+        self.mux.on_event = weakly(self.route_event)
+        self.mux.on_oneway_error = weakly(self._oneway_failed)
 
     @property
     def address(self):
@@ -148,11 +212,75 @@ class Session:
     @property
     def lease(self):
         """The daemon's lease in seconds: a session silent this long ends (with its locks)."""
-        return self.welcome.get("lease_ms", 0) / 1000.0
+        return self.welcome.get("lease_ms", 0) / 1000.0 if self.welcome else 0.0
 
     @property
     def resumed(self):
         return bool(self.welcome.get("resumed", False))
+
+    @property
+    def version(self):
+        """The protocol version of the session: 2, or 1 with a daemon that speaks no more."""
+        return self.welcome["version"]
+
+    def heartbeat_period(self):
+        return heartbeat_period(self.lease)
+
+    def next_beat_in(self):
+        """Seconds until a heartbeat is due: a period after the last frame sent, so that the
+        daemon never hears nothing for longer; a whole period while broken."""
+        period = self.heartbeat_period()
+        if self.mux.broken is not None:
+            return period
+        return min(period, max(0.0, self.mux.last_sent + period - time.monotonic()))
+
+    def beat_due(self):
+        """True when nothing was sent for (nearly) a heartbeat period."""
+        return time.monotonic() - self.mux.last_sent >= self.heartbeat_period() * 0.9
+
+    def route(self, subscription, payload):
+        """An event frame's payload to its subscription's queue: the state it went to, or
+        None. REQUIRES: the router's guard."""
+        event = error = None
+        try:
+            event = protocol.parse_event(codec.decode(payload, payload.start))
+        except LabhostError as e:
+            error = e
+        return self.events.route(subscription, event, error, len(payload))
+
+    def _oneway_failed(self, error):
+        """The multiplexer's hook for the error of a oneway call (on the reading thread, or the
+        event loop)."""
+        self.oneway_failures += 1
+        try:
+            self.on_oneway_error(error)
+        except Exception:  # a faulty callback must not break the reading of the link
+            log.exception("labhost: on_oneway_error raised")
+
+
+class Session(SessionBase):
+    """The session over the Multiplexer `mux` with the daemon at host:port. `secret`: bytes
+    or None; `ssl_context`: an ssl.SSLContext for TLS, or None; `reconnect`: replace broken
+    links by the rules (REFUSALS), else leave them broken. open_first() connects."""
+
+    def __init__(self, mux, host, port, *, connect_timeout, client_name, secret, ssl_context,
+                 reconnect, on_oneway_error=None):
+        self.mux = mux
+        self.stop = threading.Event()   # set by close() or the finalizer: heartbeats end
+        self.heartbeat_thread = None
+        self._connect_lock = threading.Lock()  # one reconnect at a time
+        # events: guarded by mux.cond
+        super().__init__(host, port, connect_timeout, client_name, secret, ssl_context,
+                         reconnect, on_oneway_error)
+
+    @property
+    def reconnect(self):
+        return self._reconnect
+
+    @reconnect.setter
+    def reconnect(self, on):
+        self._reconnect = on
+        self.mux.repair = weakly(self._repair) if on else None
 
     # ------------------------------------------------------------------ opening
 
@@ -175,36 +303,14 @@ class Session:
         if self.ssl_context is not None:
             sock = self._tls_handshake(sock, where, deadline)  # closes sock when it fails
         try:
-            secret = self.secret
-            client_nonce = os.urandom(protocol.NONCE_SIZE) if secret else None
-            sock.sendall(protocol.frame_bytes(
-                protocol.HELLO, 1, protocol.hello(self.client_name, os.getpid(), token, client_nonce)))
-            message_type, value = self._recv_handshake_frame(sock, deadline)
-            if message_type == protocol.CHALLENGE:
-                # The daemon requires the secret: check its proof first (an impostor learns
-                # nothing from us), then give ours.
-                challenge = protocol.parse_challenge(value)
-                if not secret:
-                    raise AuthFailedError(
-                        "daemon at %s requires a secret: pass secret=..., or set LABHOST_SECRET "
-                        "or LABHOST_SECRET_FILE" % where)
-                expected = protocol.server_proof(secret, client_nonce, challenge["server_nonce"])
-                if not protocol.proofs_equal(challenge["server_proof"], expected):
-                    # Either our secret differs from the daemon's, or this is not the
-                    # daemon meant: the two cannot be told apart, and in neither case may
-                    # our proof go out.
-                    raise AuthFailedError(
-                        "the daemon could not prove it knows the secret: the secret given "
-                        "differs from the daemon's auth.secret_file, or %s is not the daemon "
-                        "meant" % where)
-                proof = protocol.client_proof(secret, challenge["server_nonce"], client_nonce)
-                sock.sendall(protocol.frame_bytes(protocol.AUTHENTICATE, 2, protocol.authenticate(proof)))
-                message_type, value = self._recv_handshake_frame(sock, deadline)
-            if message_type == protocol.ERROR:
-                raise protocol.error_from(value)
-            if message_type != protocol.WELCOME:
-                raise BadMessageError("expected welcome, got %s" % protocol.MESSAGE_NAMES[message_type])
-            welcome = protocol.parse_welcome(value)
+            handshake = protocol.Handshake(self.client_name, token, self.secret, where)
+            sock.sendall(handshake.hello_frame())
+            while handshake.welcome is None:
+                answer = handshake.answer(*self._recv_handshake_frame(sock, deadline))
+                if answer is not None:
+                    sock.sendall(answer)
+            welcome = handshake.welcome
+            transport.bound_silence(sock, welcome.get("lease_ms", 0))
             if self.ssl_context is not None:
                 return TlsLink(sock), welcome
             sock.settimeout(None)
@@ -289,6 +395,10 @@ class Session:
                     raise ConnectionLostError("the client closed this connection")
                 mux.replace_link(sock)
                 self.welcome = welcome
+                if not welcome.get("resumed"):
+                    # A new session has none of the old one's subscriptions: they end here.
+                    self.events.end_all(ConnectionLostError(SESSION_GONE))
+                    mux.cond.notify_all()
             if not welcome.get("resumed"):
                 log.warning("labhost: %s: the session could not be resumed (the daemon restarted "
                             "or the lease ran out); a new one was opened, without earlier locks",
@@ -305,6 +415,56 @@ class Session:
                 mux.break_link(ConnectionLostError("reconnecting"), abortive=True)
         return self.resume(explicit=True)
 
+    # ------------------------------------------------------------------ events and oneway calls
+
+    def route_event(self, subscription, payload):
+        """The multiplexer's hook for an event frame (on the reading thread, unlocked): to its
+        subscription's queue, waking whoever waits."""
+        mux = self.mux
+        with mux.cond:
+            if self.route(subscription, payload) is not None:
+                mux.cond.notify_all()
+
+    def send_unsubscribes(self):
+        """Tells the daemon about subscriptions whose owner was collected without closing them
+        (EventRouter.abandoned); their replies are not awaited."""
+        with self.mux.cond:
+            ids = self.events.take_unsubscribes()
+        for subscription in ids:
+            try:
+                self.mux.send_oneway(protocol.UNSUBSCRIBE, codec.encode_into(
+                    bytearray(protocol.HEADER_SIZE), protocol.unsubscribe(subscription)))
+            except LabhostError:
+                return  # the link is down: the session, and with it the subscription, may be too
+
+    def restore_for_events(self, deadline):
+        """Called by a subscriber that found the link broken: reconnects, resuming the session
+        and its subscriptions (restore_steps says when, and when to give up, which ends every
+        subscription with the error). Returns when restored, ended, closed, or at `deadline`
+        (monotonic; None: none)."""
+        steps = restore_steps(self, deadline)
+        try:
+            step = next(steps)
+            while True:
+                if step is RESUME:
+                    try:
+                        self.resume()
+                        step = steps.send(None)
+                    except LabhostError as e:
+                        step = steps.send(e)
+                elif self.stop.wait(step):
+                    return  # closed meanwhile
+                else:
+                    step = next(steps)
+        except StopIteration as done:
+            error = done.value
+        if error is not None:
+            mux = self.mux
+            with mux.cond:
+                if mux.broken is not None:
+                    self.events.end_all(copy_error(error))
+                    mux.cond.notify_all()
+
     # ------------------------------------------------------------------ heartbeats
 
     def start_heartbeats(self):
@@ -316,17 +476,6 @@ class Session:
             name="labhost heartbeat %s:%d" % (self.host, self.port), daemon=True)
         self.heartbeat_thread.start()
 
-    def heartbeat_period(self):
-        return max(self.lease / 3.0, 0.01)
-
-    def next_beat_in(self):
-        """Seconds until a heartbeat is due: a period after the last frame sent, so that the
-        daemon never hears nothing for longer; a whole period while broken."""
-        period = self.heartbeat_period()
-        if self.mux.broken is not None:
-            return period
-        return min(period, max(0.0, self.mux.io.last_sent + period - time.monotonic()))
-
     def beat(self):
         """One heartbeat: a ping when nothing was sent for a period; a reconnect when broken.
         A heartbeat never busy-polls: no caller waits on it."""
@@ -337,7 +486,8 @@ class Session:
             if self.reconnect and resumable(mux.broken):
                 self.resume()
             return
-        if time.monotonic() - mux.io.last_sent >= self.heartbeat_period() * 0.9:
+        self.send_unsubscribes()
+        if self.beat_due():
             expect(mux.request_value(protocol.PING, None, None, busy_poll=False), protocol.PONG)
 
     # ------------------------------------------------------------------ closing
@@ -355,6 +505,7 @@ class Session:
             if mux.broken is None:
                 io.say_goodbye(lock_timeout=1.0)
             mux.break_link(ConnectionLostError("the client closed this connection"), abortive=False)
+            self.events.end_all(ConnectionLostError("the client closed this connection"))
             mux.wait_reader_stopped(5.0)
         return True
 

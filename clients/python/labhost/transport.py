@@ -22,14 +22,16 @@ import time
 
 ssl = None  # the ssl module, imported when a connection uses TLS (load_ssl)
 
-from . import protocol
+from . import codec, protocol
 from .errors import AuthFailedError, BadFrameError, ConnectionLostError, make_error
 
-__all__ = ["Transport", "TlsTransport", "TlsLink", "MidFrameTimeout", "SendFailed", "PAD",
-           "connect", "recv_exact", "send_parts", "load_ssl", "tls_context",
-           "tls_handshake_error", "copy_error"]
+__all__ = ["Transport", "TlsTransport", "TlsLink", "MidFrameTimeout", "SendFailed", "Payload",
+           "new_payload", "LOOKAHEAD",
+           "IDLE_CHECK_AFTER", "connect", "recv_exact", "send_parts", "load_ssl", "tls_context",
+           "tls_handshake_error", "tls_read_error", "copy_error"]
 
-PAD = 2  # payload buffers start 2 bytes in, so a result's typed array is 8-byte aligned
+ALIGNMENT = 16   # a payload's first typed array starts at a multiple of this in its buffer
+LOOKAHEAD = 256  # payload bytes looked at to find that array before the buffer is allocated
 _RECV_BUFFER = 256 * 1024
 _MSG_PEEK_NOWAIT = socket.MSG_PEEK | getattr(socket, "MSG_DONTWAIT", 0)
 _HAS_DONTWAIT = hasattr(socket, "MSG_DONTWAIT")
@@ -44,6 +46,24 @@ _CLIENT_CERTIFICATE_REFUSALS = frozenset((
     "SSLV3_ALERT_CERTIFICATE_REVOKED", "SSLV3_ALERT_UNSUPPORTED_CERTIFICATE",
     "TLSV1_ALERT_UNKNOWN_CA", "TLSV1_ALERT_ACCESS_DENIED", "SSLV3_ALERT_HANDSHAKE_FAILURE",
 ))
+
+
+class Payload(bytearray):
+    """A received frame's payload buffer: the payload from offset `start`, which puts the
+    elements of its first typed array (a result's frame, an event's value) on an ALIGNMENT
+    boundary, so that the numpy array decoded from it, which shares this buffer, is aligned."""
+
+    __slots__ = ("start",)
+
+
+def new_payload(head, size):
+    """An empty Payload for a payload of `size` bytes that begins with `head` (at least its
+    first min(size, LOOKAHEAD) bytes); the caller copies the payload in from `start`."""
+    offset = codec.first_array_data(head)
+    start = -offset % ALIGNMENT if offset is not None else 0
+    payload = Payload(start + size)
+    payload.start = start
+    return payload
 
 
 def copy_error(error):
@@ -131,7 +151,7 @@ def tls_handshake_error(e, where):
     return ConnectionLostError("TLS handshake with %s failed: %s" % (where, _tls_reason(e)))
 
 
-def _tls_read_error(e):
+def tls_read_error(e):
     """The labhost error for an ssl.SSLError on a read after the handshake. With TLS 1.3 a
     daemon checks the client's certificate after the client's side of the handshake is done:
     its refusal arrives as an alert on the first read."""
@@ -141,6 +161,23 @@ def _tls_read_error(e):
 
 
 # --------------------------------------------------------------------------- connecting
+
+
+def bound_silence(sock, lease_ms):
+    """Rule 6 (docs/clients.md): the kernel gives the connection up when the daemon's host
+    stops acknowledging for a lease (at least a second): bytes unacknowledged that long
+    (TCP_USER_TIMEOUT), or unanswered keepalive probes on an idle link, one every third of
+    the lease. A daemon that is only busy still acknowledges. Linux only; elsewhere a no-op."""
+    bound = max(int(lease_ms), 1000)
+    third = max(1, bound // 3000)
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, bound)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, third)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, third)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 3)
+    except (AttributeError, OSError):
+        pass  # a platform without these options: heartbeats still keep the session
 
 
 def connect(host, port, timeout):
@@ -411,38 +448,49 @@ class Transport:
         self.rend += n
         return True
 
-    def read_frame(self, deadline, busy_poll):
-        """(type, request id, payload buffer) of the next frame, or None when the deadline
-        passed before any byte of it came. The payload buffer holds the payload from offset
-        PAD. Raises MidFrameTimeout when the deadline passed inside a frame."""
+    def read_frame(self, deadline, busy_poll, deadline_to_begin=False):
+        """(type, request id, Payload) of the next frame, or None when the deadline passed
+        before any byte of it came. Raises MidFrameTimeout when the deadline passed inside a
+        frame; with `deadline_to_begin` the deadline bounds only the wait for the frame's
+        first byte, and a frame that began is read whole (a subscriber polling with a short
+        timeout must not cut a large event in two)."""
         while self.rend - self.rstart < protocol.HEADER_SIZE:
+            if deadline_to_begin and self.rend > self.rstart:
+                deadline = None
             if not self.fill(deadline, busy_poll):
                 if self.rend > self.rstart:
                     raise MidFrameTimeout()
                 return None
+        if deadline_to_begin:
+            deadline = None
         message_type, _, request_id, size = protocol.parse_header(
             self.rview[self.rstart:self.rstart + protocol.HEADER_SIZE], self.max_payload)
         total = protocol.HEADER_SIZE + size
+        # A whole frame that fits the receive buffer is read there first; of a larger one, the
+        # first bytes of its payload, which say where its buffer's start must be.
+        needed = total if total <= len(self.rbuf) else protocol.HEADER_SIZE + min(size, LOOKAHEAD)
+        if self.rstart + needed > len(self.rbuf):  # make room at the end
+            kept = self.rend - self.rstart
+            self.rbuf[:kept] = self.rbuf[self.rstart:self.rend]
+            self.rstart, self.rend = 0, kept
+        while self.rend - self.rstart < needed:
+            if not self.fill(deadline, busy_poll):
+                raise MidFrameTimeout()
+        body = self.rstart + protocol.HEADER_SIZE
+        payload = new_payload(self.rview[body:body + min(size, LOOKAHEAD)], size)
+        start = payload.start
         if total <= len(self.rbuf):
-            if self.rstart + total > len(self.rbuf):  # make room at the end
-                kept = self.rend - self.rstart
-                self.rbuf[:kept] = self.rbuf[self.rstart:self.rend]
-                self.rstart, self.rend = 0, kept
-            while self.rend - self.rstart < total:
-                if not self.fill(deadline, busy_poll):
-                    raise MidFrameTimeout()
-            payload = bytearray(PAD + size)
-            payload[PAD:] = self.rview[self.rstart + protocol.HEADER_SIZE:self.rstart + total]
+            payload[start:] = self.rview[body:body + size]
             self.rstart += total
             if self.rstart == self.rend:
                 self.rstart = self.rend = 0
             return message_type, request_id, payload
-        # A large frame: the payload goes straight into its own buffer (numpy arrays share it).
-        payload = bytearray(PAD + size)
+        # A large frame: the rest of the payload goes straight into its buffer (numpy arrays
+        # share it).
         view = memoryview(payload)
-        have = self.rend - self.rstart - protocol.HEADER_SIZE
-        view[PAD:PAD + have] = self.rview[self.rstart + protocol.HEADER_SIZE:self.rend]
-        got = PAD + have
+        have = self.rend - body
+        view[start:start + have] = self.rview[body:self.rend]
+        got = start + have
         self.rstart = 0
         self.rend = -1  # marks "inside a large payload" until it is complete
         while got < len(payload):
@@ -565,7 +613,7 @@ class TlsLink:
         except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
             raise
         except ssl.SSLError as e:
-            self.failure = _tls_read_error(e)
+            self.failure = tls_read_error(e)
             raise
         except OSError as e:
             self.failure = ConnectionLostError("receive failed: %s" % e)
@@ -600,7 +648,7 @@ class TlsLink:
                 except ssl.SSLError as e:
                     if got:
                         return got
-                    self.failure = _tls_read_error(e)
+                    self.failure = tls_read_error(e)
                     raise copy_error(self.failure) from None
                 if got:
                     return got

@@ -183,6 +183,10 @@ class client : public std::enable_shared_from_this<client> {
   std::int64_t protocol_version() const;
   daemon_description describe();
   service_description describe(std::string_view service);
+  /// The daemon's figures: per service its calls, errors by name, call-duration histogram,
+  /// bytes, lock waits and events; the latest errors; open connections and sessions
+  /// (`describe` with `stats`, docs/protocol.md). What the status page plots.
+  value daemon_stats();
   /// Round trip of one ping.
   std::chrono::microseconds ping();
 
