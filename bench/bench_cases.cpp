@@ -297,6 +297,7 @@ int count_frames(subscription& frames, std::chrono::milliseconds window) {
     if (a.shape.size() != 2 || a.count() != 2048u * 2048u ||
         a.at<std::uint16_t>(2048 + 3) != static_cast<std::uint16_t>(4 + e->seq))
       throw std::runtime_error("a streamed frame is not the camera's frame");
+    frames.recycle(std::move(*e));  // as a viewer that shows a frame, then takes the next
     ++received;
   }
   return received;
@@ -388,6 +389,11 @@ void run_stream(std::uint16_t daemon_port, pid_t daemon_pid, std::uint16_t floor
   r.stream_stalled_rss_growth_MiB = *std::max_element(rss_growth.begin(), rss_growth.end());
   r.stream_shared_fps = percentile(alone, 0.5);
   r.stream_shared_stalled_fps = percentile(beside_stalled, 0.5);
+  // The ratio of each pair, then their median: the two halves of a pair saw the same machine.
+  std::vector<double> pair_ratios;
+  for (std::size_t i = 0; i < alone.size(); ++i)
+    if (alone[i] > 0) pair_ratios.push_back(beside_stalled[i] / alone[i]);
+  r.stream_stalled_ratio = pair_ratios.empty() ? 0 : percentile(pair_ratios, 0.5);
 }
 
 void run_connect(std::uint16_t daemon_port, std::uint16_t floor_port, const bench_plan& plan,
@@ -515,6 +521,19 @@ void run_startup(const std::filesystem::path& labhost, const std::filesystem::pa
   for (int run = 0; run < plan.startup_runs; ++run) {
     json::object config = original.as_object();
     config["plugin_dir"] = std::filesystem::absolute(plugins).string();
+    // The nameserver and the status page move to free ports too: a host running on this
+    // machine (make run) keeps its own.
+    auto on_free_port = [](json::object& section, const char* key) {
+      std::string address(section.at(key).as_string());
+      section[key] = address.substr(0, address.rfind(':')) + ":" + std::to_string(free_port());
+    };
+    if (auto* ns = config.if_contains("nameserver"); ns && ns->is_object() && ns->as_object().contains("listen"))
+      on_free_port(ns->as_object(), "listen");
+    if (auto* http = config.if_contains("http"); http && http->is_object()) {
+      if (!http->as_object().contains("listen")) http->as_object()["listen"] = "127.0.0.1:7780";
+      on_free_port(http->as_object(), "listen");
+    }
+    config.erase("register_with");  // the daemons register with the moved nameserver
     std::vector<startup_target> targets;
     for (auto& [name, entry] : config.at("daemons").as_object()) {
       auto& daemon = entry.as_object();

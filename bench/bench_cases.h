@@ -72,6 +72,7 @@ struct bench_results {
   double stream_fps = 0, stream_MBps = 0, stream_floor_MBps = 0;  // one subscriber
   double stream_shared_fps = 0;            // each of 3 subscribers, alone
   double stream_shared_stalled_fps = 0;    // each of the same 3, with a 4th that stopped reading
+  double stream_stalled_ratio = 0;         // median over the rounds of (beside the 4th / alone)
   double stream_stalled_rss_growth_MiB = 0;  // the daemon's, while the 4th did not read
 };
 

@@ -5,6 +5,7 @@
 #include <pwd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <condition_variable>
 #include <cstdlib>
 #include <deque>
@@ -104,6 +105,19 @@ struct subscription::state {
   std::uint64_t dropped = 0;  // by the daemon and by this queue
   std::optional<error> ended;
   std::function<void(const event&)> callback;  // set: events go there, not to the queue
+  std::vector<std::vector<std::uint8_t>> spare;  // array memory given back (recycle)
+
+  /// A buffer for an array of `size` bytes: one given back of exactly that size (nothing to
+  /// zero-fill), else the largest, else none.
+  std::vector<std::uint8_t> take_spare(std::size_t size) {
+    std::lock_guard lock(mutex);
+    if (spare.empty()) return {};
+    auto it = std::find_if(spare.begin(), spare.end(), [&](const auto& b) { return b.size() == size; });
+    if (it == spare.end()) it = spare.begin();
+    auto out = std::move(*it);
+    spare.erase(it);
+    return out;
+  }
 
   /// From the client's reader: one event, or the end.
   void deliver(result<protocol::event_message> e) {
@@ -166,6 +180,13 @@ void subscription::unsubscribe() {
                          message_type::result);
 }
 
+void subscription::recycle(event&& done) {
+  if (!done.data.is_array()) return;
+  constexpr std::size_t kept = 4;
+  std::lock_guard lock(state_->mutex);
+  if (state_->spare.size() < kept) state_->spare.push_back(std::move(done.data.as_array().data));
+}
+
 std::uint64_t subscription::dropped() const {
   std::lock_guard lock(state_->mutex);
   return state_->dropped;
@@ -191,7 +212,12 @@ std::unique_ptr<subscription> client::subscribe(std::string_view service, std::s
   s->capacity = std::max<std::size_t>(1, options.queue);
   s->callback = std::move(on_event);
   const auto id = static_cast<std::uint32_t>(report->subscription);
-  impl_->session.add_subscription(id, [s](result<protocol::event_message> e) { s->deliver(std::move(e)); });
+  impl_->session.add_subscription(
+      id, [s](result<protocol::event_message> e) { s->deliver(std::move(e)); },
+      [weak = std::weak_ptr<subscription::state>(s)](std::size_t size) {
+        auto state = weak.lock();
+        return state ? state->take_spare(size) : std::vector<std::uint8_t>();
+      });
   return std::make_unique<subscription>(shared_from_this(), id, report->topic, report->type, s);
 }
 

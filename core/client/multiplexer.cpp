@@ -219,7 +219,10 @@ multiplexer::read_outcome multiplexer::read_one(std::optional<time_point> deadli
     }
     if (in_place.whole_payload) {
       typed_array a = std::move(in_place.array);
-      a.data.resize(value_size - in_place.prefix);
+      const std::size_t elements_bytes = value_size - in_place.prefix;
+      if (header->type == message_type::event && event_buffer_source_)
+        a.data = event_buffer_source_(header->request_id, elements_bytes);
+      a.data.resize(elements_bytes);  // a given-back buffer of this size: no zero-filling
       if (auto e = read_rest(a.data.data(), a.data.size())) return {std::move(e), true};
       frame.array = value(std::move(a));
       frame.payload.resize(value_at);  // an event keeps its envelope; a result keeps nothing

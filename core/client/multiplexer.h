@@ -81,6 +81,13 @@ class multiplexer {
   /// Where event frames go (id = subscription id), and the errors of oneway calls. Set before
   /// any frame is read; called on the reading thread, unlocked.
   void on_event(std::function<void(std::uint32_t id, reply_frame frame)> handler) { event_handler_ = std::move(handler); }
+  /// Where the array of an event of subscription `id` is read into: a buffer given back by the
+  /// program (subscription::recycle), so that a stream of frames allocates, zero-fills and
+  /// faults no new memory. Returns an empty vector when it has none. Called on the reading
+  /// thread, unlocked.
+  void on_event_buffer(std::function<std::vector<std::uint8_t>(std::uint32_t id, std::size_t size)> source) {
+    event_buffer_source_ = std::move(source);
+  }
   void on_oneway_failure(std::function<void(const error&)> handler) { oneway_handler_ = std::move(handler); }
 
   /// Reads one frame when nobody else reads (waiting at most until `deadline` for it to
@@ -136,6 +143,7 @@ class multiplexer {
   std::atomic<bool> link_broken_{false};     // broken_ is set: nothing more is written
   std::atomic<time_point::rep> last_sent_{0};
   std::function<void(std::uint32_t, reply_frame)> event_handler_;
+  std::function<std::vector<std::uint8_t>(std::uint32_t, std::size_t)> event_buffer_source_;
   std::function<void(const error&)> oneway_handler_;
   std::deque<std::uint32_t> oneway_ids_;  // the latest oneway requests, oldest first (state_mutex_)
   std::set<std::uint32_t> oneway_set_;    // the same, to look up (state_mutex_)

@@ -88,6 +88,14 @@ value payload_of(reply_frame reply, message_type expected) {
 session::session(std::string host, std::uint16_t port, client_options options)
     : host_(std::move(host)), port_(port), options_(std::move(options)), mux_(options_.max_frame_bytes) {
   mux_.on_event([this](std::uint32_t id, reply_frame frame) { route_event(id, std::move(frame)); });
+  mux_.on_event_buffer([this](std::uint32_t id, std::size_t size) {
+    buffer_source source;
+    {
+      std::lock_guard lock(async_mutex_);
+      if (auto it = buffer_sources_.find(id); it != buffer_sources_.end()) source = it->second;
+    }
+    return source ? source(size) : std::vector<std::uint8_t>();
+  });
   mux_.on_oneway_failure([this](const error& e) {
     ++oneway_failures_;
     if (options_.on_oneway_error) options_.on_oneway_error(e);
@@ -224,7 +232,7 @@ std::int64_t session::version() const {
   return welcome_.version;
 }
 
-void session::add_subscription(std::uint32_t id, event_handler handler) {
+void session::add_subscription(std::uint32_t id, event_handler handler, buffer_source buffers) {
   std::vector<reply_frame> early;
   {
     std::lock_guard lock(async_mutex_);
@@ -236,6 +244,7 @@ void session::add_subscription(std::uint32_t id, event_handler handler) {
       unclaimed_events_.erase(it);
     }
     subscriptions_[id] = handler;
+    if (buffers) buffer_sources_[id] = std::move(buffers);
     retired_subscriptions_.erase(id);
     ensure_pump_locked();
   }
@@ -245,6 +254,7 @@ void session::add_subscription(std::uint32_t id, event_handler handler) {
 void session::remove_subscription(std::uint32_t id) {
   std::lock_guard lock(async_mutex_);
   if (subscriptions_.erase(id) != 0) retired_subscriptions_.insert(id);  // its late events are dropped
+  buffer_sources_.erase(id);
 }
 
 void session::route_event(std::uint32_t id, reply_frame frame) {
@@ -275,6 +285,7 @@ void session::fail_subscriptions(const error& e) {
   {
     std::lock_guard lock(async_mutex_);
     ended.swap(subscriptions_);
+    buffer_sources_.clear();
     unclaimed_events_.clear();
     unclaimed_count_ = 0;
     unclaimed_bytes_ = 0;

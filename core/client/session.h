@@ -68,7 +68,9 @@ class session {
   /// client closed, the daemon lost the session). Events that came before this are handed
   /// over first.
   using event_handler = std::function<void(result<protocol::event_message>)>;
-  void add_subscription(std::uint32_t id, event_handler handler);
+  /// Where the subscription's array values may be read into (multiplexer::on_event_buffer).
+  using buffer_source = std::function<std::vector<std::uint8_t>(std::size_t size)>;
+  void add_subscription(std::uint32_t id, event_handler handler, buffer_source buffers = nullptr);
   void remove_subscription(std::uint32_t id);
 
   /// The protocol version of the session (welcome).
@@ -133,6 +135,7 @@ class session {
   std::condition_variable async_wake_;
   std::vector<async_request> async_requests_;
   std::map<std::uint32_t, event_handler> subscriptions_;
+  std::map<std::uint32_t, buffer_source> buffer_sources_;
   std::map<std::uint32_t, std::vector<reply_frame>> unclaimed_events_;  // before their handler
   std::size_t unclaimed_count_ = 0;
   std::size_t unclaimed_bytes_ = 0;

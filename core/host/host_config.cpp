@@ -218,7 +218,7 @@ daemon_config parse_daemon(const std::string& path, const std::string& name, con
   d.max_requests_in_flight = static_cast<unsigned>(r.integer("max_requests_in_flight", 64, 1, 100000));
   d.max_subscriptions = static_cast<unsigned>(r.integer("max_subscriptions", 64, 1, 100000));
   d.subscriber_queue_bytes = static_cast<std::uint64_t>(
-      r.integer("subscriber_queue_bytes", std::int64_t{64} << 20, 4096, std::int64_t{1} << 40));
+      r.integer("subscriber_queue_bytes", std::int64_t{16} << 20, 4096, std::int64_t{1} << 40));
   d.max_value_depth = static_cast<unsigned>(r.integer("max_value_depth", limits::default_max_value_depth, 2, 10000));
   d.max_value_items = static_cast<unsigned>(r.integer("max_value_items", limits::default_max_value_items, 16, 1 << 30));
   if (const json::value* secret = r.optional("admin_secret_file")) {
@@ -380,6 +380,11 @@ host_config parse_host_config(std::string_view text, const std::filesystem::path
     config.journal.keep_files = static_cast<unsigned>(jr.integer("keep_files", 5, 1, 1000));
     jr.refuse_unknown_keys({"enabled", "rotate_bytes", "keep_files"});
   }
+  if (const json::value* lan = r.optional("lan_discovery")) {
+    object_reader lr(*lan, "lan_discovery");
+    config.lan_discovery.announce = lr.boolean("announce", true);
+    lr.refuse_unknown_keys({"announce"});
+  }
   if (const json::value* http = r.optional("http")) {
     object_reader hr(*http, "http");
     http_config h;
@@ -387,14 +392,19 @@ host_config parse_host_config(std::string_view text, const std::filesystem::path
     h.listen = endpoint_at(hr.child("listen"), listen, protocol::port_zero::allowed);
     h.refresh_s = hr.number("refresh_s", 1.0, 0.1, 60.0);
     hr.refuse_unknown_keys({"listen", "refresh_s"});
-    // The page shows who holds which instrument: off loopback, the same rule as the daemons,
-    // and TLS, so that the secret never crosses the network in clear.
-    if (!is_loopback(h.listen) && !config.insecure && !(config.tls.enabled() && (!config.auth_secret_file.empty() ||
-                                                                                config.tls.verify_clients)))
-      throw config_error(hr.child("listen") + ": " + h.listen.to_string() +
-                         " is reachable from the network: serve it with \"tls\" and auth.secret_file or "
-                         "tls.verify_clients (the page then asks for the secret, or a client certificate), or set "
-                         "\"insecure\": true");
+    // The page shows who holds which instrument. Off loopback: the daemons' rule (a secret, or
+    // client certificates, or insecure), and TLS when it asks for the secret, which would
+    // otherwise cross the network in clear (HTTP Basic, unlike the daemons' handshake).
+    if (!is_loopback(h.listen)) {
+      if (!config.auth_secret_file.empty() && !config.tls.enabled())
+        throw config_error(hr.child("listen") + ": " + h.listen.to_string() +
+                           " is reachable from the network, and the page would ask for the secret without TLS: "
+                           "add \"tls\" to host.json, or listen on loopback");
+      if (config.auth_secret_file.empty() && !config.tls.verify_clients && !config.insecure)
+        throw config_error(hr.child("listen") + ": " + h.listen.to_string() +
+                           " is reachable from the network, and host.json sets neither auth.secret_file nor "
+                           "tls.verify_clients: set one, or \"insecure\": true to let anyone on the network see it");
+    }
     config.http = std::move(h);
   }
 
@@ -411,6 +421,7 @@ host_config parse_host_config(std::string_view text, const std::filesystem::path
     if (config.journal.enabled) d.journal_file = config.state_dir / "journal" / (d.name + ".jsonl");
     d.journal_rotate_bytes = config.journal.rotate_bytes;
     d.journal_keep_files = config.journal.keep_files;
+    d.lan_announce = config.lan_discovery.announce;
     check_exposure(d.address, dr.child(name) + ".address");
     // Port 0 (pick a free port) may repeat: tests use it for every daemon.
     if (d.address.port != 0) {
@@ -434,7 +445,7 @@ host_config parse_host_config(std::string_view text, const std::filesystem::path
                            d.name);
   }
   r.refuse_unknown_keys({"plugin_dir", "state_dir", "logging", "auth", "tls", "insecure", "nameserver",
-                         "register_with", "journal", "http", "daemons"});
+                         "register_with", "journal", "lan_discovery", "http", "daemons"});
   return config;
 }
 
@@ -448,7 +459,7 @@ std::string fingerprint(const daemon_config& d, const host_config& host) {
     << d.max_value_depth << '|' << d.journal_file.string() << '|' << d.journal_rotate_bytes << '|'
     << d.journal_keep_files << '|' << d.max_value_items
     << "|tls=" << d.tls.cert_file.string() << ',' << d.tls.key_file.string() << ',' << d.tls.ca_file.string() << ','
-    << d.tls.verify_clients;
+    << d.tls.verify_clients << "|lan_announce=" << d.lan_announce;
   for (const auto& ns : d.register_with) f << "|ns=" << ns.to_string();
   for (const auto& s : d.services)
     f << "|service=" << s.name << ',' << s.driver << ',' << instance_mode_name(s.mode) << ','

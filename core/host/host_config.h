@@ -65,13 +65,16 @@ struct daemon_config {
   std::chrono::milliseconds handshake_timeout{10'000};  // a connection silent this long is dropped
   unsigned max_requests_in_flight = 64;     // per session; beyond, requests get busy
   unsigned max_subscriptions = 64;          // per session; beyond, subscribe gets busy
-  std::uint64_t subscriber_queue_bytes = 64u << 20;  // events one subscription keeps, at most
+  std::uint64_t subscriber_queue_bytes = 16u << 20;  // events one subscription keeps, at most
   unsigned max_value_depth = limits::default_max_value_depth;       // nesting of lists and maps in one value
   unsigned max_value_items = limits::default_max_value_items;    // list and map entries in one value
   std::filesystem::path journal_file;       // the audit journal (STATE_DIR/journal/NAME.jsonl); empty: none
   std::uint64_t journal_rotate_bytes = 10u << 20;
   unsigned journal_keep_files = 5;
   std::vector<endpoint_address> register_with;  // nameservers this daemon registers with
+  // host.json lan_discovery.announce (true there by default): announce the daemon on the LAN
+  // (DNS-SD). Off here, so daemons made in code (the nameserver, tests) stay off the LAN.
+  bool lan_announce = false;
   std::vector<service_config> services;
 };
 
@@ -97,6 +100,11 @@ struct journal_config {
   unsigned keep_files = 5;
 };
 
+/// host.json "lan_discovery": DNS-SD announcements of the daemons (core/naming/lan_announcer.h).
+struct lan_discovery_config {
+  bool announce = true;  // each daemon that listens beyond loopback announces itself through Avahi
+};
+
 /// host.json "http": the status page and /metrics of `labhost up`.
 struct http_config {
   endpoint_address listen;  // loopback by default (127.0.0.1:7780)
@@ -114,6 +122,7 @@ struct host_config {
   bool insecure = false;
   tls_config tls;
   journal_config journal;
+  lan_discovery_config lan_discovery;
   std::optional<http_config> http;  // absent: no status page
   std::vector<daemon_config> daemons;
 

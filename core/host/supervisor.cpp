@@ -398,12 +398,12 @@ void supervisor::start_status_page() {
   collect.connection.timeout = std::chrono::seconds(2);
   collect.connection.connect_timeout = std::chrono::seconds(2);
   collect.refresh = std::chrono::milliseconds(static_cast<long long>(config_.http->refresh_s * 1000));
+  // The same rules as the daemons': the host's secret, and its TLS (host_config lets it off
+  // loopback only with TLS when a secret is asked, so that it never crosses the net in clear).
   web::server_settings serve;
   serve.listen = config_.http->listen;
-  if (!is_loopback(serve.listen)) {  // host_config allows this only with TLS and a secret or client certificates
-    serve.secret = secret;
-    serve.tls = config_.tls;
-  }
+  serve.secret = secret;
+  serve.tls = config_.tls;
   collector_ = std::make_unique<web::status_collector>(collect);
   publish_processes();
   try {

@@ -20,9 +20,10 @@ namespace labhost::protocol {
 /// Blocks this large or larger are kept when given back; smaller ones are freed at once.
 inline constexpr std::size_t cached_block_min = 1u << 20;
 /// How many given-back blocks are kept at most (the oldest goes first).
-/// Four: a frame being written in place, one on its way out, and two queued for a
-/// subscriber (a stream of camera frames) come back in turn.
-inline constexpr std::size_t cached_blocks_max = 4;
+/// Two: what a camera served frame after frame needs (one written, one on its way out). A
+/// stream holds more at once; the daemon's heap (labhost keeps large blocks in it, see
+/// labhost_main.cpp) serves those without faulting pages again.
+inline constexpr std::size_t cached_blocks_max = 2;
 
 /// Gives a block back to the cache (or frees it) when its owner is done.
 struct block_return {

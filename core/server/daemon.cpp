@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "../logging/log.h"
+#include "../naming/lan_announcer.h"
 #include "../naming/name_registry.h"
 #include "../naming/registrar.h"
 #include "connection.h"
@@ -166,6 +167,7 @@ void daemon::run(bool handle_signals) {
   }
   accept_next(state);
   start_registrar();
+  start_lan_announcer();
 
   // Sessions silent for the lease time end (their locks with them): check often enough that
   // a lock comes free well within a second of its lease running out.
@@ -216,6 +218,7 @@ void daemon::run(bool handle_signals) {
     lease_timer.cancel();
     for (auto& timer : open_retries) timer->cancel();
     registrar_.reset();  // goodbye to the nameservers: the names go first
+    lan_announcer_.reset();  // and the LAN's browsers are told it is gone
     auto deadline = std::chrono::steady_clock::now() + stop_grace;
     auto check = std::make_shared<std::function<void()>>();
     *check = [&, state, deadline, check] {
@@ -275,6 +278,27 @@ void daemon::start_registrar() {
   registrar_ = std::make_unique<naming::registrar>(
       cfg.register_with, std::move(names),
       naming::host_connection_options("daemon " + cfg.name + "@" + hostname, state_->auth_secret, cfg.tls));
+}
+
+void daemon::start_lan_announcer() {
+  const auto& cfg = state_->config;
+  if (state_->names) return;  // a nameserver: clients are given its address, they do not browse for it
+  if (!cfg.lan_announce) {
+    LABHOST_LOG(debug) << "LAN discovery: daemon " << cfg.name << " not announced (host.json lan_discovery.announce is false)";
+    return;
+  }
+  boost::system::error_code ec;
+  auto endpoint = state_->acceptor.local_endpoint(ec);
+  if (ec) return;
+  naming::lan_announcement what;
+  what.daemon = cfg.name;
+  for (const auto& service : cfg.services) what.services.push_back(service.name);
+  what.version = LABHOST_VERSION;
+  what.tls = cfg.tls.enabled();
+  what.auth = !state_->auth_secret.empty();
+  what.listen_ip = endpoint.address().to_string();
+  what.port = endpoint.port();
+  lan_announcer_ = std::make_unique<naming::lan_announcer>(std::move(what));
 }
 
 void daemon::stop() {

@@ -18,6 +18,7 @@
 
 namespace labhost::naming {
 class registrar;
+class lan_announcer;
 }
 
 namespace labhost::server {
@@ -51,10 +52,12 @@ class daemon {
 
  private:
   void start_registrar();
+  void start_lan_announcer();
 
   std::shared_ptr<daemon_state> state_;
   std::function<void()> stopping_;  // set by run(); runs on the io_context
   std::unique_ptr<naming::registrar> registrar_;  // while running, when register_with is set
+  std::unique_ptr<naming::lan_announcer> lan_announcer_;  // while running, when lan_discovery.announce
 };
 
 }  // namespace labhost::server

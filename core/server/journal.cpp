@@ -12,6 +12,7 @@ namespace labhost::server {
 namespace {
 
 constexpr std::size_t max_pending = 100'000;
+constexpr std::size_t wake_at = 1024;  // a busy daemon's records are written in batches of this many
 constexpr auto write_period = std::chrono::milliseconds(200);
 constexpr std::size_t summary_string_chars = 256;
 constexpr std::size_t summary_bytes = 64;
@@ -38,20 +39,26 @@ journal::~journal() {
 
 void journal::record(journal_record r) {
   if (!enabled()) return;
-  std::lock_guard lock(mutex_);
-  if (pending_.size() >= max_pending) {
-    ++dropped_;
-    return;
+  bool wake = false;
+  {
+    std::lock_guard lock(mutex_);
+    if (pending_.size() >= max_pending) {
+      ++dropped_;
+      return;
+    }
+    pending_.push_back(std::move(r));
+    // The writer comes by itself every write_period, so a call does not pay a wakeup; only a
+    // daemon busy enough to gather a batch wakes it, so that the records it holds stay few.
+    wake = pending_.size() == wake_at;
   }
-  pending_.push_back(std::move(r));
-  // No notify: the writer comes by itself every write_period, so a call never pays a wakeup.
+  if (wake) wake_.notify_all();
 }
 
 void journal::write_loop() {
   std::vector<journal_record> batch;
   std::unique_lock lock(mutex_);
   while (true) {
-    wake_.wait_for(lock, write_period, [&] { return stopping_; });
+    wake_.wait_for(lock, write_period, [&] { return stopping_ || pending_.size() >= wake_at; });
     batch.swap(pending_);
     const std::uint64_t dropped = std::exchange(dropped_, 0);
     const bool last = stopping_;

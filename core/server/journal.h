@@ -3,8 +3,8 @@
 //
 // One JSON object per line in STATE_DIR/journal/DAEMON.jsonl, rotated by size (DAEMON.jsonl.1
 // is the newest older file, up to keep_files of them). Recording costs the call path a
-// push under a mutex: a writer thread formats and writes the records every 200 ms, so a call
-// never waits for the disk. Large arguments are summarised (an array by its type and shape,
+// push under a mutex: a writer thread formats and writes the records every 200 ms (or once
+// 1024 wait, on a busy daemon), so a call never waits for the disk. Large arguments are summarised (an array by its type and shape,
 // long bytes by their size), never written whole. When the writer falls behind by more than
 // max_pending records, further ones are counted and the count is written instead.
 // Thread-safety: record() from any thread.

@@ -41,7 +41,7 @@ class subscription : public plugin::event_subscriber, public std::enable_shared_
     std::string topic;
     std::uint32_t topic_index = 0;
     std::size_t queue = 16;               // events kept at most
-    std::size_t queue_bytes = 64u << 20;  // bytes kept at most (the newest event is always kept)
+    std::size_t queue_bytes = 16u << 20;  // bytes kept at most (the newest event is always kept)
     double max_rate = 0;                  // events per second at most; 0: no limit
     service_stats* stats = nullptr;       // the service's figures (outlives the subscription)
   };

@@ -1,12 +1,25 @@
 // labctl: the command line client. describe, call and ping a daemon or service.
 #include <boost/json/parse.hpp>
+#include <algorithm>
 #include <csignal>
 #include <ctime>
 #include <iostream>
+#include <map>
 #include <string>
+#include <tuple>
+
+#include <avahi-client/client.h>
+#include <avahi-client/lookup.h>
+#include <avahi-common/error.h>
+#include <avahi-common/malloc.h>
+#include <avahi-common/simple-watch.h>
+#include <avahi-common/strlst.h>
+#include <avahi-common/timeval.h>
+#include <net/if.h>
 
 #include "command_line.h"
 #include "labhost/client.h"
+#include "naming/lan_announcer.h"
 #include "protocol/json_value.h"
 #include "protocol/messages.h"
 #include "protocol/secret_file.h"
@@ -29,6 +42,9 @@ constexpr const char* usage_text =
     "ADDRESS is lab://HOST:PORT[/SERVICE], or a service name looked up on the nameserver\n"
     "(--ns, else $LABHOST_NS, else 127.0.0.1:7700).\n"
     "  ls [PREFIX]                              the names registered on the nameserver\n"
+    "  ls --lan [--wait SECONDS]                the daemons that announce themselves on the LAN\n"
+    "                                           (DNS-SD _labhost._tcp, through this machine's\n"
+    "                                           avahi-daemon), found within SECONDS (2 by default)\n"
     "  describe lab://HOST:PORT[/SERVICE]       the daemon's services, or a service's methods\n"
     "  call lab://HOST:PORT/SERVICE METHOD [ARG...]\n"
     "                                           call a method; each ARG is a JSON literal\n"
@@ -259,8 +275,189 @@ int list_registered(const command_line& cl) {
   return 0;
 }
 
+/// One daemon found on the LAN: its DNS-SD instance, where it answers, and its TXT records.
+struct lan_daemon {
+  std::string name;       // the instance name, "main on labpc"
+  std::string host;       // the host's mDNS name, "labpc.local"
+  std::string address;    // "192.168.1.20", or an IPv6 address ("fe80::1%eth0")
+  std::uint16_t port = 0;
+  std::string interface;  // where it was seen, "eth0"
+  bool ipv4 = false;
+  std::string daemon;     // TXT daemon=
+  std::vector<std::string> services;  // TXT services=, split at commas
+  bool more_services = false;         // TXT more_services=1: the list did not fit
+  std::string version;
+  bool tls = false;
+  bool auth = false;
+
+  std::string endpoint() const {
+    return address.find(':') == std::string::npos ? address + ":" + std::to_string(port)
+                                                  : "[" + address + "]:" + std::to_string(port);
+  }
+};
+
+/// Browses _labhost._tcp through this machine's avahi-daemon for `wait`, resolving each
+/// instance found. One entry per instance name (seen on several interfaces or over IPv4 and
+/// IPv6, it keeps an IPv4 address). Throws std::runtime_error when there is no avahi-daemon.
+class lan_browse {
+ public:
+  explicit lan_browse(std::chrono::milliseconds wait) : poll_(avahi_simple_poll_new(), avahi_simple_poll_free) {
+    if (poll_ == nullptr) throw std::runtime_error("ls --lan: cannot set up Avahi's event loop");
+    int error = 0;
+    client_.reset(avahi_client_new(avahi_simple_poll_get(poll_.get()), AvahiClientFlags(0), on_client_state, this,
+                                   &error));
+    if (client_ == nullptr)
+      throw std::runtime_error(std::string("ls --lan: no Avahi daemon on this machine (") + avahi_strerror(error) +
+                               "): it asks avahi-daemon, which is not running or not installed (apt-get install "
+                               "avahi-daemon); Python's labhost.discover() needs none");
+    // Freed with the client, as are the resolvers.
+    if (!avahi_service_browser_new(client_.get(), AVAHI_IF_UNSPEC, AVAHI_PROTO_UNSPEC, naming::lan_service_type,
+                                   nullptr, AvahiLookupFlags(0), on_browse, this))
+      throw std::runtime_error(std::string("ls --lan: Avahi cannot browse: ") +
+                               avahi_strerror(avahi_client_errno(client_.get())));
+    timeval deadline;
+    avahi_elapse_time(&deadline, static_cast<unsigned>(wait.count()), 0);
+    const AvahiPoll* api = avahi_simple_poll_get(poll_.get());
+    api->timeout_new(api, &deadline, [](AvahiTimeout*, void* poll) {
+      avahi_simple_poll_quit(static_cast<AvahiSimplePoll*>(poll));
+    }, poll_.get());  // freed with the poll
+    avahi_simple_poll_loop(poll_.get());
+    if (!failure_.empty()) throw std::runtime_error("ls --lan: " + failure_);
+  }
+
+  /// What was found, by instance name.
+  std::vector<lan_daemon> found() const {
+    std::map<std::string, lan_daemon> by_name;
+    for (const auto& [where, d] : resolved_) {
+      auto [it, fresh] = by_name.emplace(d.name, d);
+      if (!fresh && d.ipv4 && !it->second.ipv4) it->second = d;
+    }
+    std::vector<lan_daemon> out;
+    for (auto& [name, d] : by_name) out.push_back(std::move(d));
+    return out;
+  }
+
+ private:
+  // An instance as Avahi reports it: on one interface, over one protocol.
+  using instance_key = std::tuple<AvahiIfIndex, AvahiProtocol, std::string>;
+
+  static void on_client_state(AvahiClient* c, AvahiClientState state, void* userdata) {
+    auto* self = static_cast<lan_browse*>(userdata);
+    if (state == AVAHI_CLIENT_FAILURE) self->fail(std::string("avahi-daemon: ") + avahi_strerror(avahi_client_errno(c)));
+  }
+
+  static void on_browse(AvahiServiceBrowser*, AvahiIfIndex interface, AvahiProtocol protocol, AvahiBrowserEvent event,
+                        const char* name, const char* type, const char* domain, AvahiLookupResultFlags, void* userdata) {
+    auto* self = static_cast<lan_browse*>(userdata);
+    switch (event) {
+      case AVAHI_BROWSER_NEW:
+        // Freed when it answers (on_resolved), or with the client. The address is asked over
+        // the protocol the instance was seen on: a daemon bound to IPv4 only is announced over
+        // IPv4 only, and its host's IPv6 addresses would not reach it.
+        if (!avahi_service_resolver_new(self->client_.get(), interface, protocol, name, type, domain, protocol,
+                                        AvahiLookupFlags(0), on_resolved, self))
+          self->fail(std::string("cannot resolve \"") + name + "\": " +
+                     avahi_strerror(avahi_client_errno(self->client_.get())));
+        break;
+      case AVAHI_BROWSER_REMOVE:  // withdrawn meanwhile (goodbye packets)
+        self->resolved_.erase(instance_key{interface, protocol, name});
+        break;
+      case AVAHI_BROWSER_FAILURE:
+        self->fail(std::string("browsing failed: ") + avahi_strerror(avahi_client_errno(self->client_.get())));
+        break;
+      case AVAHI_BROWSER_ALL_FOR_NOW:
+      case AVAHI_BROWSER_CACHE_EXHAUSTED:
+        break;  // more may come within the wait
+    }
+  }
+
+  static void on_resolved(AvahiServiceResolver* resolver, AvahiIfIndex interface, AvahiProtocol protocol,
+                          AvahiResolverEvent event, const char* name, const char*, const char*, const char* host,
+                          const AvahiAddress* address, std::uint16_t port, AvahiStringList* txt,
+                          AvahiLookupResultFlags, void* userdata) {
+    auto* self = static_cast<lan_browse*>(userdata);
+    if (event == AVAHI_RESOLVER_FOUND && address != nullptr) {
+      lan_daemon d;
+      d.name = name;
+      d.host = host != nullptr ? host : "";
+      char text[AVAHI_ADDRESS_STR_MAX];
+      avahi_address_snprint(text, sizeof text, address);
+      d.address = text;
+      d.ipv4 = address->proto == AVAHI_PROTO_INET;
+      d.port = port;
+      char interface_name[IF_NAMESIZE] = {};
+      if (interface >= 0 && ::if_indextoname(static_cast<unsigned>(interface), interface_name)) {
+        d.interface = interface_name;
+        // A link-local IPv6 address means nothing without its interface.
+        if (!d.ipv4 && d.address.starts_with("fe80:")) d.address += std::string("%") + interface_name;
+      }
+      for (AvahiStringList* i = txt; i != nullptr; i = avahi_string_list_get_next(i)) {
+        char* k = nullptr;
+        char* v = nullptr;
+        if (avahi_string_list_get_pair(i, &k, &v, nullptr) < 0) continue;
+        std::string item_key = k, value = v != nullptr ? v : "";
+        avahi_free(k);
+        avahi_free(v);
+        if (item_key == "daemon") d.daemon = value;
+        else if (item_key == "version") d.version = value;
+        else if (item_key == "tls") d.tls = value == "1";
+        else if (item_key == "auth") d.auth = value == "1";
+        else if (item_key == "more_services") d.more_services = value == "1";
+        else if (item_key == "services")
+          for (std::size_t start = 0; start < value.size();) {
+            auto comma = std::min(value.find(',', start), value.size());
+            if (comma > start) d.services.push_back(value.substr(start, comma - start));
+            start = comma + 1;
+          }
+      }
+      self->resolved_[instance_key{interface, protocol, name}] = std::move(d);
+    }
+    // A failure (a stale cache entry whose host does not answer) leaves the instance out.
+    avahi_service_resolver_free(resolver);
+  }
+
+  void fail(std::string why) {
+    if (failure_.empty()) failure_ = std::move(why);
+    avahi_simple_poll_quit(poll_.get());
+  }
+
+  // The client goes before its poll (members are destroyed in reverse order).
+  std::unique_ptr<AvahiSimplePoll, decltype(&avahi_simple_poll_free)> poll_{nullptr, avahi_simple_poll_free};
+  std::unique_ptr<AvahiClient, decltype(&avahi_client_free)> client_{nullptr, avahi_client_free};
+  std::map<instance_key, lan_daemon> resolved_;
+  std::string failure_;
+};
+
+int list_lan(const command_line& cl) {
+  if (!cl.positional().empty()) throw usage_error("ls --lan takes no PREFIX");
+  auto wait = std::chrono::milliseconds(static_cast<long long>(cl.seconds("wait", 2.0) * 1000));
+  auto daemons = lan_browse(wait).found();
+  if (cl.flag("json")) {
+    list all;
+    for (const auto& d : daemons) {
+      list services(d.services.begin(), d.services.end());
+      all.push_back(map{{"name", d.name}, {"host", d.host}, {"address", d.address},
+                        {"port", static_cast<std::int64_t>(d.port)}, {"interface", d.interface}, {"daemon", d.daemon},
+                        {"services", services}, {"more_services", d.more_services}, {"version", d.version},
+                        {"tls", d.tls}, {"auth", d.auth}});
+    }
+    std::cout << protocol::to_json_text(all) << "\n";
+    return 0;
+  }
+  for (const auto& d : daemons) {
+    std::string services;
+    for (const auto& s : d.services) services += (services.empty() ? "" : ",") + s;
+    if (d.more_services) services += ",...";
+    std::cout << d.name << "  " << d.host << "  " << d.endpoint() << "  " << (services.empty() ? "-" : services);
+    if (d.tls) std::cout << "  TLS";
+    if (d.auth) std::cout << "  secret";
+    std::cout << "\n";
+  }
+  return 0;
+}
+
 int run(const std::string& command, const command_line& cl) {
-  if (command == "ls") return list_registered(cl);
+  if (command == "ls") return cl.flag("lan") ? list_lan(cl) : list_registered(cl);
   const auto& words = cl.positional();
   const bool json = cl.flag("json");
   if (words.empty()) throw usage_error(command + " needs an address");
@@ -374,7 +571,7 @@ int main(int argc, char** argv) {
     // Global options may come before or after the command word.
     const std::set<std::string> valued{"timeout", "client-name", "wait", "admin-secret-file", "ns",
                                        "secret-file", "tls-ca", "tls-cert", "tls-key", "count", "max-rate", "queue"};
-    const std::set<std::string> flags{"json", "help", "hold", "force", "oneway"};
+    const std::set<std::string> flags{"json", "help", "hold", "force", "oneway", "lan"};
     command_line cl(argc, argv, 1, valued, flags);
     json = cl.flag("json");
     if (cl.flag("help") || cl.positional().empty()) {

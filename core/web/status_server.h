@@ -1,8 +1,8 @@
 // status_server.h: the HTTP side of `labhost up`'s status page (Boost.Beast): GET / is the
 // page, GET /api/status its data (JSON, from the status_collector), GET /metrics the
-// Prometheus text. Loopback by default; off loopback it serves HTTPS with the host's
-// certificate and asks for the host's secret (HTTP Basic, any user name) or a client
-// certificate (tls.verify_clients), as host.json's "http" and docs/security.md say.
+// Prometheus text. It follows the daemons' rules (docs/security.md): with host.json's "auth"
+// it asks for the host's secret (HTTP Basic password, any user name), with "tls" it serves
+// HTTPS with the host's certificate (and asks for a client certificate with verify_clients).
 // One thread of its own runs the io_context. Thread-safety: construct and destroy from one
 // thread; the rest is internal.
 #ifndef LABHOST_WEB_STATUS_SERVER_H

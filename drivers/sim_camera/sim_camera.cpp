@@ -81,7 +81,7 @@ class sim_camera {
       }
   }
 
-  /// Publishes frames while someone subscribes to "frames"; idles (checking every 20 ms)
+  /// Publishes frames while someone subscribes to "frames"; idles (looking five times a second)
   /// while nobody does.
   void acquire() {
     using clock = std::chrono::steady_clock;
@@ -94,7 +94,7 @@ class sim_camera {
       const auto demand = publisher_.demand("frames");
       if (demand.subscribers == 0 || (period.count() == 0 && demand.ready == 0)) {
         // Nobody to publish for, or everyone is still busy with the last frames.
-        wake_.wait_for(lock, demand.subscribers == 0 ? std::chrono::microseconds(20'000) : std::chrono::microseconds(200));
+        wake_.wait_for(lock, demand.subscribers == 0 ? std::chrono::microseconds(200'000) : std::chrono::microseconds(200));
         next = clock::now();
         continue;
       }

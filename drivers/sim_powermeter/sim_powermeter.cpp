@@ -50,17 +50,21 @@ class sim_powermeter {
   }
 
  private:
-  /// A reading every 1/rate_hz while someone listens.
+  /// A reading every 1/rate_hz while someone listens; five looks a second while nobody does.
   void sample() {
     const auto period = std::chrono::duration_cast<std::chrono::steady_clock::duration>(
         std::chrono::duration<double>(1.0 / rate_hz_));
     auto next = std::chrono::steady_clock::now();
     std::unique_lock lock(mutex_);
     while (!stopping_) {
+      if (publisher_.demand("power").subscribers == 0) {
+        if (wake_.wait_for(lock, std::chrono::milliseconds(200), [&] { return stopping_; })) break;
+        next = std::chrono::steady_clock::now();
+        continue;
+      }
       next += period;
       if (next < std::chrono::steady_clock::now()) next = std::chrono::steady_clock::now();
       if (wake_.wait_until(lock, next, [&] { return stopping_; })) break;
-      if (publisher_.demand("power").subscribers == 0) continue;
       const double reading = noise_(random_);
       lock.unlock();
       publisher_.publish("power", reading);

@@ -133,7 +133,9 @@ BOOST_AUTO_TEST_CASE(listening_beyond_loopback_needs_a_secret_or_an_explicit_ins
                               "neither auth.secret_file nor tls.verify_clients") != std::string::npos, refused.err);
 
   // With "insecure": true it starts, and says so at every start. (Clients use loopback.)
-  std::ofstream(config) << R"({"insecure": true, "daemons": {"lab": {"address": "0.0.0.0:0", "services": {"echo": {"driver": "test_echo"}}}}})";
+  // Not announced on the machine's real LAN (lan_discovery): a test keeps to itself.
+  std::ofstream(config) << R"({"insecure": true, "lan_discovery": {"announce": false},
+      "daemons": {"lab": {"address": "0.0.0.0:0", "services": {"echo": {"driver": "test_echo"}}}}})";
   test_process p({labhost, "daemon", "--config", config.string(), "--name", "lab"}, (dir.path() / "log").string());
   auto line = p.read_line();
   BOOST_TEST_REQUIRE(line.has_value());

@@ -14,6 +14,13 @@ other end moved straight into the host's namespace). Namespace names carry the p
 pytest process, so parallel runs never collide; `remove_stale()` removes those of earlier
 runs whose pytest process is gone (a run killed before it could clean up).
 
+Network is the topology alone (namespaces, bridge, addresses): Lab above builds on it, and
+so does lanlab.LanLab (tests/multihost/test_lan_discovery.py, another prefix and subnet). A
+Host can run a D-Bus system bus and an Avahi daemon of its own (start_avahi), for LAN discovery.
+Every process in a namespace gets DBUS_SYSTEM_BUS_ADDRESS naming its host's own bus (which
+exists only on hosts that run one), so that no labhost of the lab ever reaches the machine's
+real system bus or Avahi daemon, and so the real network.
+
 Binaries and plugins are found as tests/python/daemon_process.py finds them:
 $LABHOST_BIN_DIR (default build/bin) and $LABHOST_PLUGIN_DIR (default plugins).
 Every wait polls a condition until a deadline (wait_until); none is a fixed sleep.
@@ -156,8 +163,8 @@ class Host:
     def __init__(self, lab, role):
         self.lab = lab
         self.role = role
-        self.netns = "%s%d-%s" % (PREFIX, lab.pid, role)
-        self.ip = "%s.%d" % (SUBNET, HOSTS[role])
+        self.netns = "%s%d-%s" % (lab.prefix, lab.pid, role)
+        self.ip = "%s.%d" % (lab.subnet, lab.host_bytes[role])
         self.folder = os.path.join(lab.folder, role)
         os.makedirs(self.folder)
         self.secret_file = write_secret_file(self.folder, SECRET)
@@ -166,6 +173,10 @@ class Host:
         self.up = None          # the running `labhost up` (subprocess.Popen)
         self.log_path = os.path.join(self.folder, "labhost-up.log")
         self.runs = 0
+        # The host's own system bus: its socket exists only while start_avahi's dbus-daemon runs.
+        self.dbus_socket = os.path.join(self.folder, "dbus", "system_bus_socket")
+        self.dbus = None        # the host's dbus-daemon (subprocess.Popen), when it runs one
+        self.avahi = None       # the host's avahi-daemon (subprocess.Popen), when it runs one
 
     # network
 
@@ -183,18 +194,27 @@ class Host:
     def exec_argv(self, argv):
         return ["ip", "netns", "exec", self.netns] + list(argv)
 
+    @property
+    def dbus_address(self):
+        return "unix:path=" + self.dbus_socket
+
+    def host_env(self):
+        """The environment of this host's labhost processes: this host's own system bus."""
+        return dict(os.environ, DBUS_SYSTEM_BUS_ADDRESS=self.dbus_address)
+
     def client_env(self):
-        env = {k: v for k, v in os.environ.items() if not k.startswith("LABHOST_")}
+        env = {k: v for k, v in self.host_env().items() if not k.startswith("LABHOST_")}
         env["LABHOST_SECRET_FILE"] = self.secret_file
-        env["LABHOST_NS"] = self.lab.ns_endpoint
+        if self.lab.ns_endpoint:
+            env["LABHOST_NS"] = self.lab.ns_endpoint
         env["PYTHONPATH"] = CLIENT_DIR
         env["PYTHONDONTWRITEBYTECODE"] = "1"
         return env
 
     def labctl(self, *args, check=False, timeout=COMMAND_TIMEOUT_S, client_name=None):
-        """Runs labctl in this namespace with the lab's nameserver and the secret (from
-        LABHOST_SECRET_FILE). Returns the CompletedProcess."""
-        argv = [binary("labctl"), "--ns", self.lab.ns_endpoint, "--timeout", "5"]
+        """Runs labctl in this namespace with the lab's nameserver (if it has one) and the
+        secret (from LABHOST_SECRET_FILE). Returns the CompletedProcess."""
+        argv = [binary("labctl")] + (["--ns", self.lab.ns_endpoint] if self.lab.ns_endpoint else []) + ["--timeout", "5"]
         if client_name:
             argv += ["--client-name", client_name]
         return run(self.exec_argv(argv + list(args)), check=check, timeout=timeout, env=self.client_env())
@@ -221,7 +241,7 @@ class Host:
             self.up = subprocess.Popen(
                 self.exec_argv([binary("labhost"), "up", "--config", self.config, "--log-level", "debug"]),
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                preexec_fn=_die_with_pytest)
+                preexec_fn=_die_with_pytest, env=self.host_env())
 
     def up_running(self):
         return self.up is not None and self.up.poll() is None
@@ -300,6 +320,129 @@ class Host:
         except OSError:
             return ""
 
+    # D-Bus and Avahi of the host's own (LAN discovery)
+
+    def start_avahi(self, name):
+        """Starts this host's system bus (dbus-daemon, its socket in the host's folder) unless
+        it runs, then avahi-daemon announcing the host as NAME.local, and waits until Avahi
+        serves on eth0. Each runs in a mount namespace of its own (`ip netns exec` makes one)
+        with a tmpfs over /run, so that every host's avahi-daemon has its own pid file and
+        socket in /run/avahi-daemon, and nothing of the machine's /run is touched."""
+        if self.dbus is None or self.dbus.poll() is not None:
+            self.start_dbus()
+        assert self.avahi is None or self.avahi.poll() is not None, "avahi-daemon already runs on " + self.role
+        folder = os.path.join(self.folder, "avahi")
+        os.makedirs(folder, exist_ok=True)
+        config = os.path.join(folder, "avahi-daemon.conf")
+        with open(config, "w") as f:
+            f.write(AVAHI_CONFIG % {"name": name})
+        log_path = os.path.join(folder, "avahi-daemon.log")
+        mark = os.path.getsize(log_path) if os.path.exists(log_path) else 0
+        with open(log_path, "ab") as log:
+            self.avahi = subprocess.Popen(
+                self.exec_argv(["sh", "-c", 'mount -t tmpfs -o mode=0755 labhost-test-run /run && exec "$@"', "sh",
+                                tool("avahi-daemon"), "--file", config, "--no-drop-root", "--no-chroot",
+                                "--no-rlimits", "--no-proc-title"]),
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_pytest,
+                env=self.host_env())
+
+        def serving():
+            with open(log_path, errors="replace") as f:
+                f.seek(mark)
+                said = f.read()
+            if self.avahi.poll() is not None:
+                raise RuntimeError("avahi-daemon on %s exited with %s:\n%s" % (self.role, self.avahi.returncode, said))
+            return "Server startup complete" in said and "New relevant interface eth0.IPv4" in said
+
+        wait_until(serving, "avahi-daemon on %s to serve on eth0" % self.role)
+
+    def stop_avahi(self):
+        """SIGTERM to avahi-daemon (it says goodbye for what it announced), and waits for its end."""
+        if self.avahi is not None and self.avahi.poll() is None:
+            self.avahi.terminate()
+            self.avahi.wait(timeout=WAIT_S)
+        self.avahi = None
+
+    def start_dbus(self):
+        """A system bus of this host's own: dbus-daemon with a configuration of its own (any
+        local process may own names and call methods: everything here runs as root), its
+        socket in the host's folder, named to this host's processes by DBUS_SYSTEM_BUS_ADDRESS."""
+        folder = os.path.dirname(self.dbus_socket)
+        os.makedirs(folder, exist_ok=True)
+        config = os.path.join(folder, "system.conf")
+        with open(config, "w") as f:
+            f.write(DBUS_CONFIG % {"socket": self.dbus_socket})
+        if os.path.exists(self.dbus_socket):
+            os.unlink(self.dbus_socket)
+        with open(os.path.join(folder, "dbus-daemon.log"), "ab") as log:
+            self.dbus = subprocess.Popen(
+                self.exec_argv([tool("dbus-daemon"), "--config-file", config, "--nofork", "--nopidfile"]),
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_pytest)
+        wait_until(lambda: os.path.exists(self.dbus_socket) or self.dbus.poll() is not None,
+                   "dbus-daemon on %s to listen" % self.role)
+        if self.dbus.poll() is not None:
+            raise RuntimeError("dbus-daemon on %s exited with %s" % (self.role, self.dbus.returncode))
+
+
+# A system bus that lets the host's processes (root, every one) own names and call each other.
+DBUS_CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>system</type>
+  <auth>EXTERNAL</auth>
+  <listen>unix:path=%(socket)s</listen>
+  <policy context="default">
+    <allow user="*"/>
+    <allow own="*"/>
+    <allow send_type="method_call"/>
+    <allow send_type="signal"/>
+    <allow send_requested_reply="true" send_type="method_return"/>
+    <allow send_requested_reply="true" send_type="error"/>
+    <allow receive_type="method_call"/>
+    <allow receive_type="method_return"/>
+    <allow receive_type="error"/>
+    <allow receive_type="signal"/>
+  </policy>
+</busconfig>
+"""
+
+# avahi-daemon as Debian configures it, on the lab interface only, with a host name of its own
+# (the namespaces share the machine's host name) and nothing published but what labhost asks.
+AVAHI_CONFIG = """[server]
+host-name=%(name)s
+domain-name=local
+use-ipv4=yes
+use-ipv6=yes
+allow-interfaces=eth0
+enable-dbus=yes
+ratelimit-interval-usec=1000000
+ratelimit-burst=1000
+
+[wide-area]
+enable-wide-area=no
+
+[publish]
+publish-hinfo=no
+publish-workstation=no
+publish-addresses=yes
+
+[reflector]
+enable-reflector=no
+"""
+
+
+def tool(name):
+    """The path of a program the lab needs (dbus-daemon, avahi-daemon), or a clear failure."""
+    for folder in ("/usr/sbin", "/usr/bin", "/sbin", "/bin"):
+        path = os.path.join(folder, name)
+        if os.access(path, os.X_OK):
+            return path
+    found = shutil.which(name)
+    if found:
+        return found
+    raise RuntimeError("%s is not installed: tests/multihost need it (scripts/install-deps installs it; "
+                       "apt-get install avahi-daemon dbus-daemon)" % name)
+
 
 def write_secret_file(folder, secret, name="lab.secret"):
     """The lab's shared secret, in a file of this host's own, mode 0600 (labhost refuses a
@@ -369,17 +512,78 @@ def nameserver_host_config(host):
     }
 
 
-class Lab:
-    """The whole topology. make() builds it and starts every host; destroy() removes every
+class Network:
+    """Namespaces joined by a bridge: one per role in `hosts` (role -> last byte of its
+    address in `subnet`), and the switch's. make_network() builds it; destroy() removes every
     process and namespace it made, whatever state it is in."""
 
-    def __init__(self):
+    def __init__(self, prefix, subnet, hosts, folder_prefix):
         self.pid = os.getpid()
-        self.folder = tempfile.mkdtemp(prefix="labhost-multihost-")
-        self.switch_netns = "%s%d-sw" % (PREFIX, self.pid)
-        self.ns_endpoint = "%s.%d:%d" % (SUBNET, HOSTS["ns"], NS_PORT)
-        self.hosts = {role: Host(self, role) for role in HOSTS}
+        self.prefix = prefix
+        self.subnet = subnet
+        self.host_bytes = dict(hosts)
+        self.folder = tempfile.mkdtemp(prefix=folder_prefix)
+        self.switch_netns = "%s%d-sw" % (prefix, self.pid)
+        self.ns_endpoint = None  # the lab's nameserver, "HOST:PORT", for a lab that has one
         self.made = []  # namespaces created, for destroy()
+        self.hosts = {role: Host(self, role) for role in hosts}
+
+    def _add_netns(self, name):
+        run(["ip", "netns", "add", name])
+        self.made.append(name)
+        run(["ip", "-n", name, "link", "set", "lo", "up"])
+
+    def make_network(self):
+        self._add_netns(self.switch_netns)
+        run(["ip", "-n", self.switch_netns, "link", "add", "br0", "type", "bridge"])
+        run(["ip", "-n", self.switch_netns, "link", "set", "br0", "up"])
+        for role, host in self.hosts.items():
+            self._add_netns(host.netns)
+            port = "p-" + role
+            # Made inside the switch's namespace; the other end goes straight to the host's.
+            run(["ip", "-n", self.switch_netns, "link", "add", port, "type", "veth",
+                 "peer", "name", "eth0", "netns", host.netns])
+            run(["ip", "-n", self.switch_netns, "link", "set", port, "master", "br0"])
+            run(["ip", "-n", self.switch_netns, "link", "set", port, "up"])
+            run(["ip", "-n", host.netns, "addr", "add", host.ip + "/24", "dev", "eth0"])
+            run(["ip", "-n", host.netns, "link", "set", "eth0", "up"])
+
+    def destroy(self):
+        problems = []
+        for name in reversed(self.made):
+            try:
+                kill_pids(netns_pids(name))
+            except Exception as e:  # keep going: every namespace must go
+                problems.append("%s: %s" % (name, e))
+        for host in self.hosts.values():
+            for process, what in ((host.up, "labhost up"), (host.avahi, "avahi-daemon"), (host.dbus, "dbus-daemon")):
+                if process is not None:
+                    try:
+                        process.wait(timeout=10)
+                    except subprocess.TimeoutExpired:
+                        problems.append("%s of %s did not end" % (what, host.role))
+        for name in reversed(self.made):
+            p = run(["ip", "netns", "del", name], check=False)
+            if p.returncode != 0:
+                problems.append("ip netns del %s: %s" % (name, p.stderr.strip()))
+        self.made = []
+        shutil.rmtree(self.folder, ignore_errors=True)
+        if problems:
+            raise RuntimeError("cleaning up the lab: " + "; ".join(problems))
+
+    def destroy_quietly(self):
+        try:
+            self.destroy()
+        except Exception as e:
+            print(e, file=sys.stderr)
+
+
+class Lab(Network):
+    """The multihost topology (the table at the top). make() builds it and starts every host."""
+
+    def __init__(self):
+        super().__init__(PREFIX, SUBNET, HOSTS, "labhost-multihost-")
+        self.ns_endpoint = "%s.%d:%d" % (SUBNET, HOSTS["ns"], NS_PORT)
         self.names_a = ["camera_a", "laser_a", "powermeter_a", "stage_a"]
         self.names_b = ["camera_b", "laser_b", "powermeter_b", "stage_b"]
         self.wavelength = {"a": 1550.0, "b": 1560.5}
@@ -404,25 +608,8 @@ class Lab:
     def client2(self):
         return self.hosts["cl2"]
 
-    def _add_netns(self, name):
-        run(["ip", "netns", "add", name])
-        self.made.append(name)
-        run(["ip", "-n", name, "link", "set", "lo", "up"])
-
     def make(self):
-        self._add_netns(self.switch_netns)
-        run(["ip", "-n", self.switch_netns, "link", "add", "br0", "type", "bridge"])
-        run(["ip", "-n", self.switch_netns, "link", "set", "br0", "up"])
-        for role, host in self.hosts.items():
-            self._add_netns(host.netns)
-            port = "p-" + role
-            # Made inside the switch's namespace; the other end goes straight to the host's.
-            run(["ip", "-n", self.switch_netns, "link", "add", port, "type", "veth",
-                 "peer", "name", "eth0", "netns", host.netns])
-            run(["ip", "-n", self.switch_netns, "link", "set", port, "master", "br0"])
-            run(["ip", "-n", self.switch_netns, "link", "set", port, "up"])
-            run(["ip", "-n", host.netns, "addr", "add", host.ip + "/24", "dev", "eth0"])
-            run(["ip", "-n", host.netns, "link", "set", "eth0", "up"])
+        self.make_network()
         for host in (self.ns, self.a, self.b):
             make_plugin_folder(host)
         self.ns.write_config(nameserver_host_config(self.ns))
@@ -433,34 +620,6 @@ class Lab:
             if p.returncode != 0:
                 raise RuntimeError("labhost check refused %s:\n%s%s" % (host.config, p.stdout, p.stderr))
             host.start_up()
-
-    def destroy(self):
-        problems = []
-        for name in reversed(self.made):
-            try:
-                kill_pids(netns_pids(name))
-            except Exception as e:  # keep going: every namespace must go
-                problems.append("%s: %s" % (name, e))
-        for host in self.hosts.values():
-            if host.up is not None:
-                try:
-                    host.up.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    problems.append("labhost up of %s did not end" % host.role)
-        for name in reversed(self.made):
-            p = run(["ip", "netns", "del", name], check=False)
-            if p.returncode != 0:
-                problems.append("ip netns del %s: %s" % (name, p.stderr.strip()))
-        self.made = []
-        shutil.rmtree(self.folder, ignore_errors=True)
-        if problems:
-            raise RuntimeError("cleaning up the lab: " + "; ".join(problems))
-
-    def destroy_quietly(self):
-        try:
-            self.destroy()
-        except Exception as e:
-            print(e, file=sys.stderr)
 
     # what the nameserver says, from a client machine
 
@@ -527,10 +686,23 @@ def read_line(process, timeout=WAIT_S):
     return data.decode(errors="replace").strip()
 
 
-def remove_stale():
+def stop(process, sig=signal.SIGTERM):
+    """Signals `process` (SIGTERM: a graceful stop) and returns its exit status; kills it and
+    fails when it has not ended within WAIT_S."""
+    if process.poll() is None:
+        process.send_signal(sig)
+    try:
+        return process.wait(timeout=WAIT_S)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        raise
+
+
+def remove_stale(prefix=PREFIX):
     """Removes the namespaces (and their processes) of earlier runs whose pytest is gone."""
     p = run(["ip", "netns", "list"], check=False)
-    pattern = re.compile(r"^%s(\d+)-[a-z0-9]+$" % PREFIX)
+    pattern = re.compile(r"^%s(\d+)-[a-z0-9]+$" % prefix)
     for line in p.stdout.splitlines():
         name = line.split()[0] if line.split() else ""
         m = pattern.match(name)

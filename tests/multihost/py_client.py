@@ -7,8 +7,15 @@ PYTHONPATH. Prints one JSON object per line.
     py_client.py hold NAME...    locks every NAME (one connection each), prints
                                  {"locked": {NAME: [holder, yours]}}, waits for a line on
                                  stdin (or its end), unlocks, prints {"released": [NAME...]}
+    py_client.py discover SECONDS [INSTANCE SERVICE [TLS_CA]]
+                                 {"discovered": [entry...]}: labhost.discover(SECONDS), each
+                                 LanDaemon as a dict with its lab_address(); with INSTANCE and
+                                 SERVICE, also "wavelength": that service, reached through
+                                 entry.connect() (the secret from LABHOST_SECRET_FILE, and the
+                                 CA file TLS_CA for a daemon that serves TLS)
 """
 
+import dataclasses
 import json
 import sys
 
@@ -42,6 +49,16 @@ def main(argv):
         finally:
             for proxy in proxies:
                 proxy.close()
+        return 0
+    if command == "discover":
+        found = labhost.discover(timeout=float(names[0]))
+        out = {"discovered": [dict(dataclasses.asdict(d), lab_address=d.lab_address()) for d in found]}
+        if len(names) >= 3:
+            (entry,) = [d for d in found if d.name == names[1]]
+            options = {"tls_ca": names[3]} if len(names) > 3 else {}
+            with entry.connect(names[2], timeout=TIMEOUT, **options) as proxy:
+                out["wavelength"] = proxy.wavelength()
+        print(json.dumps(out), flush=True)
         return 0
     print("unknown command " + command, file=sys.stderr)
     return 2

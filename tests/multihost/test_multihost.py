@@ -18,7 +18,7 @@ import time
 import pytest
 
 import netlab
-from netlab import WAIT_S, wait_until
+from netlab import WAIT_S, stop, wait_until
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -300,17 +300,6 @@ def start_hold(host, name, client_name, *options):
         p.wait()
         raise AssertionError("labctl lock %s --hold did not lock (%r): %s" % (name, line, p.stderr.read().decode()))
     return p, line
-
-
-def stop(process, sig=signal.SIGTERM):
-    if process.poll() is None:
-        process.send_signal(sig)
-    try:
-        return process.wait(timeout=WAIT_S)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-        raise
 
 
 def test_one_client_locks_a_service_on_each_host(lab):

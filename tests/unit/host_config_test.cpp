@@ -205,3 +205,55 @@ BOOST_AUTO_TEST_CASE(labhost_check_reports_the_first_error_and_exits_non_zero) {
   BOOST_TEST(ok.status == 0, ok.err);
   BOOST_TEST(ok.out.find(": ok (1 daemon(s), 1 service(s))") != std::string::npos, ok.out);
 }
+
+BOOST_AUTO_TEST_CASE(journal_and_http_keys_are_validated) {
+  folder f;
+  auto config = f.parse(R"({"state_dir": "state", "journal": {"rotate_bytes": 65536, "keep_files": 2},
+      "http": {"listen": "127.0.0.1:7780", "refresh_s": 0.5},
+      "daemons": {"main": {"address": "127.0.0.1:7701", "services": {}}}})");
+  BOOST_TEST(config.daemons.at(0).journal_file == f.dir.path() / "state" / "journal" / "main.jsonl");
+  BOOST_TEST(config.daemons.at(0).journal_rotate_bytes == 65536u);
+  BOOST_TEST(config.daemons.at(0).journal_keep_files == 2u);
+  BOOST_TEST_REQUIRE(config.http.has_value());
+  BOOST_TEST(config.http->listen.to_string() == "127.0.0.1:7780");
+  BOOST_TEST(config.http->refresh_s == 0.5);
+  // Defaults: a journal, no status page; "http": {} serves it on loopback.
+  auto plain = f.parse(R"({"daemons": {"main": {"address": "127.0.0.1:7701", "services": {}}}})");
+  BOOST_TEST(!plain.daemons.at(0).journal_file.empty());
+  BOOST_TEST(!plain.http.has_value());
+  BOOST_TEST(f.parse(R"({"http": {}, "daemons": {}})").http->listen.to_string() == "127.0.0.1:7780");
+  BOOST_TEST(f.parse(R"({"journal": {"enabled": false}, "daemons": {"main": {"address": "127.0.0.1:7701", "services": {}}}})")
+                 .daemons.at(0)
+                 .journal_file.empty());
+
+  BOOST_TEST(f.error_of(R"({"journal": {"keep": 2}, "daemons": {}})").starts_with("journal.keep: unknown key"));
+  BOOST_TEST(f.error_of(R"({"http": {"refresh_s": 0}, "daemons": {}})").starts_with("http.refresh_s:"));
+  // Off loopback: the daemons' rule, and TLS when the page would ask for the secret.
+  BOOST_TEST(f.error_of(R"({"http": {"listen": "0.0.0.0:7780"}, "daemons": {}})") ==
+             "http.listen: 0.0.0.0:7780 is reachable from the network, and host.json sets neither "
+             "auth.secret_file nor tls.verify_clients: set one, or \"insecure\": true to let anyone on the network "
+             "see it");
+  const auto secret = f.dir.path() / "lab.secret";
+  std::ofstream(secret) << "s3cret\n";
+  std::filesystem::permissions(secret, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+  BOOST_TEST(f.error_of(R"({"auth": {"secret_file": ")" + secret.string() +
+                        R"("}, "http": {"listen": "0.0.0.0:7780"}, "daemons": {}})") ==
+             "http.listen: 0.0.0.0:7780 is reachable from the network, and the page would ask for the secret "
+             "without TLS: add \"tls\" to host.json, or listen on loopback");
+  BOOST_TEST(f.parse(R"({"insecure": true, "http": {"listen": "0.0.0.0:7780"}, "daemons": {}})").http.has_value());
+  BOOST_TEST(f.error_of(R"({"http": {"listen": "127.0.0.1:7701"},
+      "daemons": {"main": {"address": "127.0.0.1:7701", "services": {}}}})") ==
+             "http.listen: port 7701 is already used by daemon main");
+}
+
+BOOST_AUTO_TEST_CASE(lan_discovery_is_on_unless_host_json_says_otherwise) {
+  folder f;
+  const std::string daemons = R"("daemons": {"main": {"address": "127.0.0.1:7701", "services": {}}})";
+  BOOST_TEST(f.parse("{" + daemons + "}").daemons.at(0).lan_announce);
+  auto quiet = f.parse(R"({"lan_discovery": {"announce": false}, )" + daemons + "}");
+  BOOST_TEST(!quiet.daemons.at(0).lan_announce);
+  BOOST_TEST(fingerprint(quiet.daemons.at(0), quiet) != fingerprint(f.parse("{" + daemons + "}").daemons.at(0),
+                                                                    f.parse("{" + daemons + "}")));
+  BOOST_TEST(f.error_of(R"({"lan_discovery": {"announce": "yes"}, "daemons": {}})").starts_with("lan_discovery.announce:"));
+  BOOST_TEST(f.error_of(R"({"lan_discovery": {"name": "x"}, "daemons": {}})").starts_with("lan_discovery.name: unknown key"));
+}

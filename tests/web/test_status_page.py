@@ -6,10 +6,12 @@ Run by CTest as web_test (tests/CMakeLists.txt); needs Debian's chromium package
 `make test` installs.
 """
 
+import base64
 import json
 import os
 import shutil
 import signal
+import ssl
 import struct
 import subprocess
 import tempfile
@@ -53,35 +55,53 @@ def labctl(*args, check=True):
     return result
 
 
-def get(url):
-    with urllib.request.urlopen(url, timeout=10) as response:
+def get(url, headers=None, context=None):
+    request = urllib.request.Request(url, headers=headers or {})
+    with urllib.request.urlopen(request, timeout=10, context=context) as response:
         return response.status, response.headers.get("Content-Type"), response.read().decode()
 
 
 class Host:
     """A host folder with one lockable daemon (laser, stage) and `labhost up` on it, its status
-    page on a free loopback port."""
+    page on a free loopback port. `secret`: the host's auth secret; `tls`: a folder made by
+    tests/support/make-test-pki, for the host's TLS."""
 
-    def __init__(self):
+    def __init__(self, secret=None, tls=None):
         self.folder = tempfile.mkdtemp(prefix="labhost-web-")
         os.symlink(PLUGIN_DIR, os.path.join(self.folder, "plugins"))
         self.config = os.path.join(self.folder, "host.json")
+        config = {"plugin_dir": "plugins", "state_dir": "state",
+                  "http": {"listen": "127.0.0.1:0", "refresh_s": 0.2},
+                  "daemons": {"main": {"address": "127.0.0.1:0", "lockable": True,
+                                       "services": {"laser": {"driver": "sim_laser"},
+                                                    "stage": {"driver": "sim_stage"}}}}}
+        self.env = dict(os.environ)
+        if secret is not None:
+            secret_file = os.path.join(self.folder, "lab.secret")
+            fd = os.open(secret_file, os.O_WRONLY | os.O_CREAT, 0o600)
+            with open(fd, "w") as f:
+                f.write(secret + "\n")
+            config["auth"] = {"secret_file": secret_file}
+            self.env["LABHOST_SECRET"] = secret  # for labhost ps
+        if tls is not None:
+            config["tls"] = {"cert_file": os.path.join(tls, "server.crt"), "key_file": os.path.join(tls, "server.key"),
+                             "ca_file": os.path.join(tls, "ca.crt")}
         with open(self.config, "w") as f:
-            json.dump({"plugin_dir": "plugins", "state_dir": "state",
-                       "http": {"listen": "127.0.0.1:0", "refresh_s": 0.2},
-                       "daemons": {"main": {"address": "127.0.0.1:0", "lockable": True,
-                                            "services": {"laser": {"driver": "sim_laser"},
-                                                         "stage": {"driver": "sim_stage"}}}}}, f)
+            json.dump(config, f)
         self.log = open(os.path.join(self.folder, "up.log"), "w")
         self.up = subprocess.Popen([os.path.join(BIN_DIR, "labhost"), "up", "--config", self.config],
                                    stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
-        ps = eventually(lambda: self.ps_if_running(), "labhost up to run its daemon and its status page")
+        try:
+            ps = eventually(lambda: self.ps_if_running(), "labhost up to run its daemon and its status page")
+        except BaseException:
+            self.close()  # nothing is left running when a test cannot even start its host
+            raise
         self.page = ps["http"]
         self.daemon = "lab://" + ps["daemons"][0]["address"]
 
     def ps_if_running(self):
         result = subprocess.run([os.path.join(BIN_DIR, "labhost"), "ps", "--json", "--config", self.config],
-                                capture_output=True, text=True, timeout=WAIT)
+                                capture_output=True, text=True, timeout=WAIT, env=self.env)
         if result.returncode != 0:
             return None
         ps = json.loads(result.stdout)
@@ -244,3 +264,41 @@ def test_unknown_pages_and_other_methods_are_refused(host):
     with pytest.raises(urllib.error.HTTPError) as posted:
         urllib.request.urlopen(request, timeout=10)
     assert posted.value.code == 405
+
+
+def test_with_the_hosts_secret_the_page_asks_for_it(tmp_path):
+    host = Host(secret="web-s3cret")
+    try:
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            get(host.page + "api/status")
+        assert refused.value.code == 401
+        assert refused.value.headers["WWW-Authenticate"].startswith("Basic realm=\"labhost\"")
+        wrong = {"Authorization": "Basic " + base64.b64encode(b"anyone:guess").decode()}
+        with pytest.raises(urllib.error.HTTPError) as guessed:
+            get(host.page + "metrics", wrong)
+        assert guessed.value.code == 401
+        right = {"Authorization": "Basic " + base64.b64encode(b"anyone:web-s3cret").decode()}
+        # The collector itself reaches the daemon with the secret: the page shows its services.
+        def shown():
+            status = json.loads(get(host.page + "api/status", right)[2])
+            return [s["name"] for s in status["processes"][0]["services"]]
+        assert eventually(shown, "the page to show the daemon's services") == ["laser", "stage"]
+    finally:
+        host.close()
+
+
+def test_with_the_hosts_tls_the_page_is_https(tmp_path):
+    pki = str(tmp_path / "pki")
+    subprocess.run([os.path.join(SOURCE_DIR, "tests", "support", "make-test-pki"), pki], check=True, timeout=WAIT)
+    host = Host(tls=pki)
+    try:
+        assert host.page.startswith("https://127.0.0.1:")
+        context = ssl.create_default_context(cafile=os.path.join(pki, "ca.crt"))
+        def shown():
+            status = json.loads(get(host.page + "api/status", context=context)[2])
+            return [s["name"] for s in status["processes"][0]["services"]]
+        assert eventually(shown, "the page to show the daemon's services over TLS") == ["laser", "stage"]
+        with pytest.raises(urllib.error.URLError):  # a client that does not trust the lab CA
+            get(host.page, context=ssl.create_default_context())
+    finally:
+        host.close()

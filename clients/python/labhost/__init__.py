@@ -6,6 +6,8 @@
     with laser.locked(wait=5):
         laser.set_power(mw=2.0)
     meter = labhost.locate("powermeter")       # found by name on the nameserver
+    for d in labhost.discover():               # daemons announced on the LAN (mDNS, DNS-SD)
+        print(d.name, d.lab_address("laser"))
     for frame in camera.stream("frames", max_rate=30):   # published frames, numpy (2048, 2048)
         ...
 
@@ -16,6 +18,7 @@ clients/python/README.md.
 
 from .address import Address, parse_address
 from .connection import Connection, default_client_name, secret_from_environment, tls_context
+from .discovery import LanDaemon, discover
 from .events import Event
 from .errors import (AuthFailedError, BadAddressError, BadArgumentsError, BadFrameError,
                      BadMessageError, BusyError, ConnectionLostError, DriverError,
@@ -35,6 +38,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "connect", "locate", "names", "lookup", "NameRecord", "default_nameserver",
+    "discover", "LanDaemon",
     "Connection", "ServiceProxy", "Daemon", "LockStatus", "Address", "Subscription", "Stream",
     "Event",
     "parse_address", "default_client_name", "secret_from_environment", "tls_context",
