@@ -23,10 +23,12 @@
 #include "protocol/json_value.h"
 #include "protocol/messages.h"
 #include "protocol/secret_file.h"
+#include "stop_signals.h"
 
 namespace {
 
 using namespace labhost;
+using tools::block_stop_signals;
 using tools::command_line;
 using tools::usage_error;
 
@@ -140,13 +142,7 @@ void print_lock(const lock_info& l) {
 
 /// Takes the lock and keeps the session alive (heartbeats) until SIGINT/SIGTERM.
 int hold_lock(const service_address& address, const command_line& cl) {
-  // Block the signals first, so that they are waited for here and not delivered elsewhere.
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGINT);
-  sigaddset(&stop_signals, SIGTERM);
-  sigaddset(&stop_signals, SIGHUP);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  const sigset_t stop_signals = block_stop_signals();
   auto wait = std::chrono::milliseconds(static_cast<long long>(cl.seconds("wait", 0) * 1000));
   auto c = open_client(address, cl);
   auto l = c->lock(address.service, wait);
@@ -206,12 +202,7 @@ void print_service(const service_description& s) {
 
 /// Prints a topic's events until --count of them came, or a stop signal.
 int watch(const service_address& address, const std::string& topic, const command_line& cl) {
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGINT);
-  sigaddset(&stop_signals, SIGTERM);
-  sigaddset(&stop_signals, SIGHUP);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  const sigset_t stop_signals = block_stop_signals();
   subscribe_options options;
   options.queue = static_cast<std::size_t>(cl.whole_number("queue", 16, 1, 1024));
   options.max_rate = cl.number("max-rate", 0, "events per second (0 or more)");

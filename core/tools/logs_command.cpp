@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "logging/rotating_file.h"
+#include "stop_signals.h"
 
 namespace labhost::tools {
 
@@ -115,12 +116,7 @@ int print_logs(const std::filesystem::path& state_dir, const std::string& name, 
   std::cout.flush();
   if (!follow) return 0;
 
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGINT);
-  sigaddset(&stop_signals, SIGTERM);
-  sigaddset(&stop_signals, SIGHUP);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  const sigset_t stop_signals = block_stop_signals();
   const timespec period{0, 200'000'000};  // a look five times a second, as tail -f does
   while (sigtimedwait(&stop_signals, nullptr, &period) < 0) {
     if (name.empty())  // a daemon added by a reload has a log of its own now

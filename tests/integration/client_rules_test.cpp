@@ -40,6 +40,13 @@ std::vector<fake_request> calls_on(const fake_daemon& d, int connection) {
   return out;
 }
 
+/// Pings the fake daemon has received so far.
+int pings_received(const fake_daemon& d) {
+  int n = 0;
+  for (const auto& r : d.requests()) n += r.header.type == message_type::ping;
+  return n;
+}
+
 }  // namespace
 
 BOOST_AUTO_TEST_CASE(rule_1_a_deadline_inside_a_reply_frame_times_out_and_drops_the_link) {
@@ -165,12 +172,7 @@ BOOST_AUTO_TEST_CASE(rule_6_heartbeats_keep_an_idle_session_alive) {
   o.client_name = "beating@test";
   o.use_environment = false;
   auto c = client::connect("127.0.0.1", d.port(), o);
-  auto pings = [&] {
-    int n = 0;
-    for (auto& r : d.requests()) n += r.header.type == message_type::ping;
-    return n;
-  };
-  d.wait_until([&] { return pings() >= 3; });
+  d.wait_until([&] { return pings_received(d) >= 3; });
   BOOST_TEST(d.connections() == 1);
   c->close();
 }
@@ -191,12 +193,7 @@ BOOST_AUTO_TEST_CASE(rule_6_a_daemon_that_only_takes_long_is_not_taken_for_gone)
   o.client_name = "patient@test";
   o.use_environment = false;
   auto c = client::connect("127.0.0.1", d.port(), o);
-  auto pings = [&] {
-    int n = 0;
-    for (auto& r : d.requests()) n += r.header.type == message_type::ping;
-    return n;
-  };
-  d.wait_until([&] { return pings() >= 1; });
+  d.wait_until([&] { return pings_received(d) >= 1; });
   // Nothing must happen for longer than the kernel waits for acknowledgements (a lease, at
   // least 1 s): an absence, which only time can show.
   std::this_thread::sleep_for(2500ms);
