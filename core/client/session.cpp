@@ -92,7 +92,7 @@ session::session(std::string host, std::uint16_t port, client_options options)
     buffer_source source;
     {
       std::lock_guard lock(async_mutex_);
-      if (auto it = buffer_sources_.find(id); it != buffer_sources_.end()) source = it->second;
+      if (auto it = subscriptions_.find(id); it != subscriptions_.end()) source = it->second.buffers;
     }
     return source ? source(size) : std::vector<std::uint8_t>();
   });
@@ -243,8 +243,7 @@ void session::add_subscription(std::uint32_t id, event_handler handler, buffer_s
         unclaimed_bytes_ -= f.payload.size() + (f.array ? f.array->as_array().data.size() : 0);
       unclaimed_events_.erase(it);
     }
-    subscriptions_[id] = handler;
-    if (buffers) buffer_sources_[id] = std::move(buffers);
+    subscriptions_[id] = subscriber{handler, std::move(buffers)};
     retired_subscriptions_.erase(id);
     ensure_pump_locked();
   }
@@ -254,7 +253,6 @@ void session::add_subscription(std::uint32_t id, event_handler handler, buffer_s
 void session::remove_subscription(std::uint32_t id) {
   std::lock_guard lock(async_mutex_);
   if (subscriptions_.erase(id) != 0) retired_subscriptions_.insert(id);  // its late events are dropped
-  buffer_sources_.erase(id);
 }
 
 void session::route_event(std::uint32_t id, reply_frame frame) {
@@ -275,22 +273,21 @@ void session::route_event(std::uint32_t id, reply_frame frame) {
       }
       return;
     }
-    handler = it->second;
+    handler = it->second.handler;
   }
   handler(event_of(std::move(frame)));
 }
 
 void session::fail_subscriptions(const error& e) {
-  std::map<std::uint32_t, event_handler> ended;
+  std::map<std::uint32_t, subscriber> ended;
   {
     std::lock_guard lock(async_mutex_);
     ended.swap(subscriptions_);
-    buffer_sources_.clear();
     unclaimed_events_.clear();
     unclaimed_count_ = 0;
     unclaimed_bytes_ = 0;
   }
-  for (auto& [id, handler] : ended) handler(e);
+  for (auto& [id, s] : ended) s.handler(e);
 }
 
 void session::ensure_pump_locked() {

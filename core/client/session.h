@@ -134,8 +134,11 @@ class session {
   mutable std::mutex async_mutex_;  // guards everything below; with async_wake_
   std::condition_variable async_wake_;
   std::vector<async_request> async_requests_;
-  std::map<std::uint32_t, event_handler> subscriptions_;
-  std::map<std::uint32_t, buffer_source> buffer_sources_;
+  struct subscriber {
+    event_handler handler;
+    buffer_source buffers;  // may be empty: each event's array is then allocated
+  };
+  std::map<std::uint32_t, subscriber> subscriptions_;
   std::map<std::uint32_t, std::vector<reply_frame>> unclaimed_events_;  // before their handler
   std::size_t unclaimed_count_ = 0;
   std::size_t unclaimed_bytes_ = 0;

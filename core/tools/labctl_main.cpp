@@ -20,6 +20,7 @@
 #include "command_line.h"
 #include "labhost/client.h"
 #include "naming/lan_announcer.h"
+#include "protocol/address.h"
 #include "protocol/json_value.h"
 #include "protocol/messages.h"
 #include "protocol/secret_file.h"
@@ -281,10 +282,7 @@ struct lan_daemon {
   bool tls = false;
   bool auth = false;
 
-  std::string endpoint() const {
-    return address.find(':') == std::string::npos ? address + ":" + std::to_string(port)
-                                                  : "[" + address + "]:" + std::to_string(port);
-  }
+  std::string endpoint() const { return protocol::endpoint{address, port}.to_string(); }
 };
 
 /// Browses _labhost._tcp through this machine's avahi-daemon for `wait`, resolving each

@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "../logging/log.h"
+#include "../protocol/address.h"
 #include "../service/session_info.h"
 #include "status_collector.h"
 
@@ -200,9 +201,8 @@ status_server::~status_server() {
 }
 
 std::string status_server::local_address() const {
-  auto endpoint = impl_->acceptor.local_endpoint();
-  const auto host = endpoint.address().to_string();
-  return (endpoint.address().is_v6() ? "[" + host + "]" : host) + ":" + std::to_string(endpoint.port());
+  const auto local = impl_->acceptor.local_endpoint();
+  return protocol::endpoint{local.address().to_string(), local.port()}.to_string();
 }
 
 }  // namespace labhost::web
